@@ -1,0 +1,54 @@
+/*
+ * atomics.h - the only place that touches compiler atomics.
+ *
+ * Memory ordering in shmx, once in prose:
+ *  - Data (frame payload, control message bodies, static directory) is
+ *    written with plain stores and published by one store-release of an
+ *    index (slot seq, write_index, ring write).  A reader's load-acquire of
+ *    that index makes the data visible.
+ *  - Two handshakes need a full fence on both sides (store then load of a
+ *    different word, Dekker style): reader pin vs. writer slot claim, and
+ *    waiter count vs. futex word.  Each side does a seq_cst read-modify-write
+ *    or store followed by shmx_fence_full() before the load of the other word.
+ * Every call site names what it pairs with.
+ */
+#ifndef SHMX_ATOMICS_H
+#define SHMX_ATOMICS_H
+
+#include <stdint.h>
+
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "shmx atomics: GCC/Clang/MinGW builtins are required (MSVC: Interlocked* port pending)"
+#endif
+
+static inline uint32_t shmx_load_relaxed32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline uint64_t shmx_load_relaxed64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline uint32_t shmx_load_acquire32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline uint64_t shmx_load_acquire64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void shmx_store_relaxed32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline void shmx_store_relaxed64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline void shmx_store_release32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void shmx_store_release64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint32_t shmx_fetch_add32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t shmx_fetch_add64(uint64_t *p, uint64_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t shmx_fetch_sub32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t shmx_fetch_or64(uint64_t *p, uint64_t v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t shmx_fetch_and64(uint64_t *p, uint64_t v) { return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST); }
+static inline int shmx_cas32(uint32_t *p, uint32_t expect, uint32_t desired)
+{
+    return __atomic_compare_exchange_n(p, &expect, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+static inline void shmx_fence_full(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline void shmx_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
+static inline void shmx_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
+
+static inline void shmx_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+#endif /* SHMX_ATOMICS_H */

@@ -1,0 +1,518 @@
+/* client.c - a consumer: attach a reader slot, pin and read frames, wait,
+ * send control messages. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define NO_SLOT 0xFFFFFFFFu
+#define WAIT_SLICE_NS 100000000LL /* look at the server's liveness this often */
+
+struct shmx_client {
+    shmx_region r;
+    shmx_schema schema;
+    shmx_open_options opt;
+    char dir[SHMX_PATH_MAX];
+    uint32_t reader_index;
+    uint64_t pin_bit;
+    uint64_t reader_id;
+    uint32_t pinned_slot;    /* slot we hold a pin on (our regions) */
+    uint32_t cur_slot;       /* slot whose decode describes the current frame */
+    uint64_t last_id;        /* id of the last frame returned */
+    shmx_frame_info cur;
+    shmx_decoded *dec;       /* one per slot */
+    uint64_t next_layout_id;
+    uint32_t hb_tick;
+    int detached;
+};
+
+/* ---------------------------------------------------------------- attach */
+
+static shmx_status attach(shmx_client *c)
+{
+    shmx_region *r = &c->r;
+    for (uint32_t i = 0; i < r->reader_slots; i++) {
+        shmx_reader_slot *rs = shmx_reader_at(r, i);
+        if (r->ext && shmx_load_acquire32(&rs->in_use) == 1u && rs->mark == SHMX_READER_MARK &&
+            shmx_plat_lock_probe(r->map.fd, SHMX_LOCK_READER(i)) == SHMX_DEAD)
+            shmx_reader_reap(r, i); /* its process died without closing */
+        if (shmx_load_acquire32(&rs->in_use) != 0) continue;
+        /* Lock first, then claim: a reaper that sees in_use set also sees
+         * our lock, so a live reader is never reaped. */
+        if (r->ext && shmx_plat_lock(r->map.fd, SHMX_LOCK_READER(i)) != 0) continue;
+        if (!shmx_cas32(&rs->in_use, 0u, 1u)) {
+            if (r->ext) shmx_plat_unlock(r->map.fd, SHMX_LOCK_READER(i));
+            continue;
+        }
+        c->reader_index = i;
+        c->pin_bit = i < 64 ? 1ull << i : 0;
+        c->reader_id = shmx_plat_random64();
+        if (r->ext) {
+            rs->mark = SHMX_READER_MARK;
+            rs->pid = shmx_plat_pid();
+            rs->pid_start = shmx_plat_pid_start(rs->pid);
+            shmx_store_relaxed64(&rs->frames_read, 0);
+            shmx_store_relaxed64(&rs->frames_dropped, 0);
+        }
+        shmx_store_relaxed64(&rs->last_frame_seen, 0);
+        shmx_store_release64(&rs->heartbeat, shmx_plat_now_ns());
+        shmx_store_release64(&rs->reader_id, c->reader_id);
+        /* After the mark: a server recounting legacy readers on this change
+         * sees us as ours. */
+        shmx_fetch_add32(&r->gh->readers_connected, 1);
+        return SHMX_OK;
+    }
+    return shmx_fail(SHMX_ENOREADER, "all %u reader slots of '%s' are in use", r->reader_slots, r->name);
+}
+
+static void unpin(shmx_client *c, uint32_t slot)
+{
+    /* seq_cst RMW (release): our reads of the slot happen before the
+     * producer, which reads pins after a full fence, may reuse it. */
+    if (slot != NO_SLOT && c->r.ext) shmx_fetch_and64(&shmx_slot_header(&c->r, slot)->pins, ~c->pin_bit);
+}
+
+void shmx_client_release(shmx_client *c)
+{
+    if (!c) return;
+    unpin(c, c->pinned_slot);
+    c->pinned_slot = NO_SLOT;
+}
+
+static void detach(shmx_client *c)
+{
+    if (c->detached || !c->r.map.base) return;
+    shmx_client_release(c);
+    shmx_region *r = &c->r;
+    if (c->reader_index != NO_SLOT) {
+        shmx_reader_slot *rs = shmx_reader_at(r, c->reader_index);
+        shmx_store_relaxed64(&rs->reader_id, 0);
+        shmx_store_relaxed64(&rs->heartbeat, 0);
+        shmx_store_relaxed64(&rs->last_frame_seen, 0);
+        if (r->ext) {
+            rs->mark = 0;
+            rs->pid = 0;
+            rs->pid_start = 0;
+        }
+        /* Cleared fields before the slot is free; pairs with the next
+         * attacher's CAS on in_use. */
+        shmx_store_release32(&rs->in_use, 0);
+        shmx_fetch_sub32(&r->gh->readers_connected, 1);
+        if (r->ext) shmx_plat_unlock(r->map.fd, SHMX_LOCK_READER(c->reader_index));
+        c->reader_index = NO_SLOT;
+    }
+    c->detached = 1;
+}
+
+static void free_decoded(shmx_client *c)
+{
+    if (c->dec)
+        for (uint32_t i = 0; i < c->r.slots; i++) free(c->dec[i].v);
+    free(c->dec);
+    c->dec = NULL;
+}
+
+static shmx_status client_open_into(shmx_client *c, const char *name)
+{
+    shmx_status st = shmx_region_open(&c->r, name, &c->opt, 1);
+    if (st != SHMX_OK) return st;
+    c->reader_index = NO_SLOT;
+    c->pinned_slot = NO_SLOT;
+    c->cur_slot = NO_SLOT;
+    c->last_id = 0;
+    c->detached = 0;
+    memset(&c->cur, 0, sizeof c->cur);
+    c->dec = calloc(c->r.slots, sizeof *c->dec);
+    if (!c->dec) st = shmx_fail(SHMX_ENOMEM, "out of memory");
+    if (st == SHMX_OK) st = shmx_schema_read(&c->r, &c->schema);
+    if (st == SHMX_OK) st = attach(c);
+    if (st != SHMX_OK) {
+        free_decoded(c);
+        shmx_schema_free(&c->schema);
+        shmx_region_close(&c->r);
+    }
+    return st;
+}
+
+shmx_status shmx_client_open(const char *name, const shmx_open_options *opt, shmx_client **out)
+{
+    shmx_clear_error();
+    if (!out) return shmx_fail(SHMX_EINVAL, "shmx_client_open: out is NULL");
+    *out = NULL;
+    shmx_client *c = calloc(1, sizeof *c);
+    if (!c) return shmx_fail(SHMX_ENOMEM, "out of memory");
+    shmx_open_options_init(&c->opt);
+    if (opt && opt->struct_size >= offsetof(shmx_open_options, dir) + sizeof(opt->dir) && opt->dir) {
+        snprintf(c->dir, sizeof c->dir, "%s", opt->dir);
+        c->opt.dir = c->dir;
+    }
+    shmx_status st = client_open_into(c, name);
+    if (st != SHMX_OK) {
+        free(c);
+        return st;
+    }
+    *out = c;
+    return SHMX_OK;
+}
+
+void shmx_client_detach(shmx_client *c)
+{
+    if (c) detach(c);
+}
+
+void shmx_client_free(shmx_client *c)
+{
+    if (!c) return;
+    detach(c);
+    free_decoded(c);
+    shmx_schema_free(&c->schema);
+    shmx_region_close(&c->r);
+    free(c);
+}
+
+void shmx_client_close(shmx_client *c) { shmx_client_free(c); }
+
+shmx_status shmx_client_reconnect(shmx_client *c)
+{
+    if (!c) return shmx_fail(SHMX_EINVAL, "reconnect: client is NULL");
+    char name[SHMX_NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s", c->r.name);
+    shmx_client fresh;
+    memset(&fresh, 0, sizeof fresh);
+    fresh.opt = c->opt;
+    memcpy(fresh.dir, c->dir, sizeof fresh.dir);
+    if (fresh.opt.dir) fresh.opt.dir = c->dir;
+    shmx_status st = client_open_into(&fresh, name);
+    if (st != SHMX_OK) return st;
+    detach(c);
+    free_decoded(c);
+    shmx_schema_free(&c->schema);
+    shmx_region_close(&c->r);
+    *c = fresh;
+    if (c->opt.dir) c->opt.dir = c->dir;
+    return SHMX_OK;
+}
+
+/* ------------------------------------------------------------------ reads */
+
+static shmx_status check_client(shmx_client *c, const char *what)
+{
+    if (!c) return shmx_fail(SHMX_EINVAL, "%s: client is NULL", what);
+    if (c->detached) return shmx_fail(SHMX_ECLOSED, "%s: client of '%s' is closed", what, c->r.name);
+    return SHMX_OK;
+}
+
+/* Pin a slot for reading.  Pairs with claim_slot() in server.c: we set our
+ * pin bit (seq_cst RMW), full fence, then load seq; the producer makes seq
+ * odd, full fence, then loads pins.  Even seq => it cannot take the slot
+ * until we unpin. */
+static int pin_slot(shmx_client *c, uint32_t slot)
+{
+    shmx_frame_header *fh = shmx_slot_header(&c->r, slot);
+    shmx_fetch_or64(&fh->pins, c->pin_bit);
+    shmx_fence_full();
+    /* Acquire pairs with the producer's store-release of the even seq in
+     * shmx_server_publish: header and payload are visible. */
+    uint64_t seq = shmx_load_acquire64(&fh->seq);
+    if (SHMX_SEQ_WRITING(seq)) {
+        shmx_fetch_and64(&fh->pins, ~c->pin_bit);
+        return 0;
+    }
+    return 1;
+}
+
+static void note_read(shmx_client *c, uint64_t fid, uint64_t dropped)
+{
+    if (c->reader_index == NO_SLOT) return;
+    shmx_reader_slot *rs = shmx_reader_at(&c->r, c->reader_index);
+    /* Our own cache line; the server only reads these for reports. */
+    shmx_store_relaxed64(&rs->last_frame_seen, fid);
+    if (c->r.ext) {
+        shmx_store_relaxed64(&rs->frames_read, rs->frames_read + 1);
+        if (dropped) shmx_store_relaxed64(&rs->frames_dropped, rs->frames_dropped + dropped);
+    }
+    if ((c->hb_tick++ & 15u) == 0) shmx_store_relaxed64(&rs->heartbeat, shmx_plat_now_ns());
+}
+
+/* Decode the pinned (or checksum-verified) slot and make it current. */
+static shmx_status take_slot(shmx_client *c, uint32_t slot, uint64_t fid, uint64_t dropped)
+{
+    shmx_region *r = &c->r;
+    shmx_frame_header *fh = shmx_slot_header(r, slot);
+    uint32_t bytes = fh->payload_bytes;
+    if (bytes > r->slot_payload_cap)
+        return shmx_fail(SHMX_ECORRUPT, "'%s' slot %u: payload_bytes %u over the slot's %u", r->name, slot,
+                         bytes, r->slot_payload_cap);
+    uint64_t payload_off = (uint64_t)r->slots_offset + (uint64_t)slot * r->slot_stride + SHMX_FRAME_HEADER_BYTES;
+    shmx_status st = shmx_decode_payload(r, payload_off, bytes, &c->dec[slot], &c->next_layout_id);
+    if (st != SHMX_OK) return st;
+    c->cur.struct_size = (uint32_t)sizeof c->cur;
+    c->cur.payload_bytes = bytes;
+    c->cur.tlv_count = fh->tlv_count;
+    c->cur.stream_count = c->dec[slot].count;
+    c->cur.frame_id = fid;
+    c->cur.sim_time = fh->sim_time;
+    c->cur.dropped = dropped;
+    c->cur.layout_id = c->dec[slot].layout_id;
+    c->cur_slot = slot;
+    c->last_id = fid;
+    note_read(c, fid, dropped);
+    return SHMX_OK;
+}
+
+static shmx_status return_current(shmx_client *c, shmx_frame_info *out)
+{
+    c->cur.dropped = 0;
+    if (out) SHMX_COPY_OUT(out, &c->cur);
+    return SHMX_OK;
+}
+
+/* A shmx 1.0.1 producer neither pins nor seqlocks: verify the checksum. */
+static shmx_status legacy_latest(shmx_client *c, shmx_frame_info *out)
+{
+    shmx_region *r = &c->r;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        uint32_t w = shmx_load_acquire32(&r->gh->write_index);
+        if (w == 0) return shmx_fail(SHMX_EAGAIN, "'%s': no frame published yet", r->name);
+        uint32_t slot = (w - 1u) % r->slots;
+        shmx_frame_header *fh = shmx_slot_header(r, slot);
+        uint64_t fid = shmx_load_acquire64(&fh->frame_id);
+        uint32_t bytes = fh->payload_bytes;
+        if (bytes == 0 || bytes > r->slot_payload_cap || fh->session_id_copy != r->session_id) continue;
+        if (shmx_checksum32(shmx_slot_payload(r, slot), bytes) != fh->checksum) continue;
+        if (fid < c->last_id) return return_current(c, out);
+        shmx_status st = take_slot(c, slot, fid, 0);
+        if (st != SHMX_OK) return st;
+        return return_current(c, out);
+    }
+    return shmx_fail(SHMX_EAGAIN, "'%s': the latest frame did not pass its checksum", r->name);
+}
+
+shmx_status shmx_client_latest(shmx_client *c, shmx_frame_info *out)
+{
+    shmx_status st = check_client(c, "latest");
+    if (st != SHMX_OK) return st;
+    shmx_region *r = &c->r;
+    if (!r->ext) return legacy_latest(c, out);
+    for (int attempt = 0; attempt < 16; attempt++) {
+        /* Pairs with the store-release of write_index in publish. */
+        uint32_t w = shmx_load_acquire32(&r->gh->write_index);
+        if (w == 0) return shmx_fail(SHMX_EAGAIN, "'%s': no frame published yet", r->name);
+        uint32_t slot = (w - 1u) % r->slots;
+        /* Our pinned slot cannot have been rewritten: it is still the latest. */
+        if (slot == c->pinned_slot) return return_current(c, out);
+        if (!pin_slot(c, slot)) continue; /* being rewritten: look again */
+        shmx_frame_header *fh = shmx_slot_header(r, slot);
+        uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
+        if (fid == 0 || fh->session_id_copy != r->session_id || fid <= c->last_id) {
+            unpin(c, slot);
+            if (c->pinned_slot != NO_SLOT) return return_current(c, out);
+            if (fid != 0 && fid <= c->last_id) continue;
+            return shmx_fail(SHMX_EAGAIN, "'%s': no frame published yet", r->name);
+        }
+        st = take_slot(c, slot, fid, 0);
+        if (st != SHMX_OK) {
+            unpin(c, slot);
+            return st;
+        }
+        unpin(c, c->pinned_slot);
+        c->pinned_slot = slot;
+        return return_current(c, out);
+    }
+    if (c->pinned_slot != NO_SLOT) return return_current(c, out);
+    return shmx_fail(SHMX_EAGAIN, "'%s': every frame was being rewritten", r->name);
+}
+
+shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
+{
+    shmx_status st = check_client(c, "read_next");
+    if (st != SHMX_OK) return st;
+    shmx_region *r = &c->r;
+    if (!r->ext) return shmx_fail(SHMX_ELEGACY, "read_next: '%s' is a shmx 1.0.1 region (no ordered reads)", r->name);
+    if (c->last_id == 0) return shmx_client_latest(c, out);
+    const uint64_t target = c->last_id + 1;
+    for (int attempt = 0; attempt < 64; attempt++) {
+        /* Pairs with the store-release of frame_seq in publish: every frame
+         * up to fseq is complete (or already overwritten by a newer one). */
+        uint64_t fseq = shmx_load_acquire64(&r->gh->frame_seq);
+        if (fseq < target) return shmx_fail(SHMX_EAGAIN, "'%s': no frame after %llu yet", r->name,
+                                            (unsigned long long)c->last_id);
+        uint32_t best = NO_SLOT;
+        uint64_t best_id = UINT64_MAX;
+        for (uint32_t s = 0; s < r->slots; s++) {
+            shmx_frame_header *fh = shmx_slot_header(r, s);
+            if (SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq))) continue;
+            uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
+            if (fid >= target && fid < best_id) {
+                best = s;
+                best_id = fid;
+                if (fid == target) break;
+            }
+        }
+        if (best == NO_SLOT) continue;
+        if (!pin_slot(c, best)) continue;
+        shmx_frame_header *fh = shmx_slot_header(r, best);
+        if (shmx_load_relaxed64(&fh->frame_id) != best_id || fh->session_id_copy != r->session_id) {
+            unpin(c, best);
+            continue;
+        }
+        st = take_slot(c, best, best_id, best_id - target);
+        if (st != SHMX_OK) {
+            unpin(c, best);
+            return st;
+        }
+        unpin(c, c->pinned_slot);
+        c->pinned_slot = best;
+        if (out) SHMX_COPY_OUT(out, &c->cur);
+        return SHMX_OK;
+    }
+    return shmx_fail(SHMX_EAGAIN, "'%s': the ring kept moving under read_next", r->name);
+}
+
+static int newer_frame(const shmx_client *c)
+{
+    return shmx_load_acquire64(&c->r.gh->frame_seq) > c->last_id;
+}
+
+shmx_status shmx_client_wait(shmx_client *c, int64_t timeout_ns)
+{
+    shmx_status st = check_client(c, "wait");
+    if (st != SHMX_OK) return st;
+    shmx_region *r = &c->r;
+    uint64_t start = shmx_plat_now_ns();
+    uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : start + (uint64_t)timeout_ns;
+    if (!r->ext) {
+        /* Legacy producer: no futex word to wait on; poll, backing off. */
+        uint64_t nap = 20000;
+        for (;;) {
+            if (newer_frame(c)) return SHMX_OK;
+            uint64_t now = shmx_plat_now_ns();
+            if (now >= deadline) return SHMX_ETIMEDOUT;
+            uint64_t left = deadline - now;
+            shmx_plat_sleep_ns(nap < left ? nap : left);
+            if (nap < 1000000) nap *= 2;
+        }
+    }
+    shmx_ext_header *ext = r->ext;
+    for (;;) {
+        uint32_t word = shmx_load_acquire32(&ext->frame_futex);
+        if (newer_frame(c)) return SHMX_OK;
+        if (shmx_load_acquire32(&ext->closed))
+            return shmx_fail(SHMX_ECLOSED, "'%s': the server destroyed the region", r->name);
+        uint64_t now = shmx_plat_now_ns();
+        if (now >= deadline) return SHMX_ETIMEDOUT;
+        uint64_t left = deadline - now;
+        if (left > (uint64_t)WAIT_SLICE_NS) left = WAIT_SLICE_NS;
+        /* Announce the wait (seq_cst RMW), then check once more; pairs with
+         * the producer's seq_cst bump of frame_futex then load of waiters. */
+        shmx_fetch_add32(&ext->frame_waiters, 1);
+        int rc = 0;
+        if (!newer_frame(c)) rc = shmx_plat_wait(&ext->frame_futex, word, (int64_t)left);
+        shmx_fetch_sub32(&ext->frame_waiters, 1);
+        if (rc == 1 && !newer_frame(c) && shmx_server_liveness(r) == SHMX_DEAD)
+            return shmx_fail(SHMX_ECLOSED, "'%s': the server process is gone", r->name);
+    }
+}
+
+shmx_status shmx_client_frame_stream(shmx_client *c, uint32_t index, shmx_stream_view *out)
+{
+    if (!c || !out) return shmx_fail(SHMX_EINVAL, "frame_stream: NULL argument");
+    if (c->cur_slot == NO_SLOT) return shmx_fail(SHMX_EAGAIN, "frame_stream: no frame read yet");
+    shmx_decoded *d = &c->dec[c->cur_slot];
+    if (index >= d->count)
+        return shmx_fail(SHMX_EINVAL, "frame_stream: index %u, the frame has %u streams", index, d->count);
+    SHMX_COPY_OUT(out, &d->v[index]);
+    return SHMX_OK;
+}
+
+/* ---------------------------------------------------------------- control */
+
+shmx_status shmx_client_send_control(shmx_client *c, uint32_t type, const void *data, uint32_t bytes)
+{
+    shmx_status st = check_client(c, "send_control");
+    if (st != SHMX_OK) return st;
+    shmx_region *r = &c->r;
+    if (r->control_per_reader == 0) return shmx_fail(SHMX_EINVAL, "send_control: '%s' has no control rings", r->name);
+    if (type == 0) return shmx_fail(SHMX_EINVAL, "send_control: type 0 is reserved for ring padding");
+    if (bytes && !data) return shmx_fail(SHMX_EINVAL, "send_control: data is NULL");
+    if (c->reader_index == NO_SLOT) return shmx_fail(SHMX_ENOREADER, "send_control: no reader slot");
+    uint8_t *ch = shmx_control_at(r, c->reader_index);
+    shmx_control_head *h = (shmx_control_head *)ch;
+    const uint64_t cap = r->control_per_reader, ring = cap - 16u;
+    const uint64_t need = shmx_align64(sizeof(shmx_tlv_head) + (uint64_t)bytes, SHMX_TLV_ALIGN);
+    if (need > ring)
+        return shmx_fail(SHMX_ETOOBIG, "send_control: a %u-byte message needs %llu bytes, the ring holds %llu",
+                         bytes, (unsigned long long)need, (unsigned long long)ring);
+    /* Pairs with the server's store-release of read after it copied the
+     * message out: the space before `read` is free again. */
+    uint64_t rv = shmx_load_acquire64(&h->read);
+    uint64_t wv = shmx_load_relaxed64(&h->write); /* we are the only writer */
+    uint64_t in_use = wv - rv;
+    if (in_use > ring) return shmx_fail(SHMX_ECORRUPT, "send_control: ring counters of '%s' are corrupt", r->name);
+    uint64_t off = 16u + wv % ring;
+    uint64_t to_end = cap - off;
+    uint64_t pad = need > to_end ? to_end : 0;
+    if (in_use + pad + need > ring)
+        return shmx_fail(SHMX_EFULL, "send_control: ring full (%llu of %llu bytes unread, message needs %llu)",
+                         (unsigned long long)in_use, (unsigned long long)ring, (unsigned long long)(need + pad));
+    if (pad) {
+        if (pad >= sizeof(shmx_tlv_head)) {
+            shmx_tlv_head p = {0, (uint32_t)(pad - sizeof(shmx_tlv_head))};
+            memcpy(ch + off, &p, sizeof p);
+        }
+        wv += pad;
+        off = 16u;
+    }
+    shmx_tlv_head t = {type, bytes};
+    memcpy(ch + off, &t, sizeof t);
+    if (bytes) memcpy(ch + off + sizeof t, data, bytes);
+    memset(ch + off + sizeof t + bytes, 0, (size_t)(need - sizeof t - bytes));
+    /* Body before index; pairs with the server's acquire load of write. */
+    shmx_store_release64(&h->write, wv + need);
+    shmx_store_relaxed64(&shmx_reader_at(r, c->reader_index)->heartbeat, shmx_plat_now_ns());
+    if (r->ext) {
+        /* seq_cst bump then seq_cst load of waiters; pairs with the server's
+         * increment of control_waiters before its futex wait. */
+        shmx_fetch_add32(&r->ext->control_futex, 1);
+        if (__atomic_load_n(&r->ext->control_waiters, __ATOMIC_SEQ_CST) != 0)
+            shmx_plat_wake_all(&r->ext->control_futex);
+    }
+    return SHMX_OK;
+}
+
+/* ------------------------------------------------------------------- info */
+
+shmx_status shmx_client_refresh_static(shmx_client *c)
+{
+    shmx_status st = check_client(c, "refresh_static");
+    if (st != SHMX_OK) return st;
+    return shmx_schema_read(&c->r, &c->schema);
+}
+
+shmx_status shmx_client_header_info(shmx_client *c, shmx_header_info *out)
+{
+    if (!c || !out) return shmx_fail(SHMX_EINVAL, "header_info: NULL argument");
+    if (!c->r.map.base) return shmx_fail(SHMX_ECLOSED, "header_info: client is closed");
+    shmx_header_info info;
+    shmx_header_fill(&c->r, &info);
+    SHMX_COPY_OUT(out, &info);
+    return SHMX_OK;
+}
+
+uint32_t shmx_client_stream_count(shmx_client *c) { return c ? c->schema.count : 0; }
+
+shmx_status shmx_client_stream_info(shmx_client *c, uint32_t index, shmx_stream_info *out)
+{
+    if (!c) return shmx_fail(SHMX_EINVAL, "stream_info: client is NULL");
+    return shmx_schema_info(&c->schema, index, out);
+}
+
+uint32_t shmx_client_server_alive(shmx_client *c)
+{
+    if (!c || !c->r.map.base) return SHMX_UNKNOWN;
+    return shmx_server_liveness(&c->r);
+}
+
+void *shmx_client_base(shmx_client *c) { return c ? c->r.map.base : NULL; }
+uint64_t shmx_client_size(shmx_client *c) { return c && c->r.map.base ? c->r.map.size : 0; }
+uint64_t shmx_client_reader_id(shmx_client *c) { return c ? c->reader_id : 0; }

@@ -1,0 +1,735 @@
+/* server.c - the producer: create, publish, control, readers, destroy. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+struct shmx_server {
+    shmx_region r;
+    shmx_schema schema;
+    uint32_t *appended;      /* per schema entry: generation it was appended in */
+    uint32_t checksum_policy;
+    uint32_t uid;            /* high half of every frame token of this server */
+    uint32_t gen;            /* low half: current frame generation */
+    int frame_open;
+    uint32_t cur_slot;
+    uint64_t cur_seq;        /* the odd seq value the open slot carries */
+    uint32_t used, user_used, tlv_count;
+    uint32_t last_slot;      /* slot of the latest published frame */
+    uint64_t frame_seq;      /* last published frame id */
+    uint32_t write_index;
+    uint32_t seen_connected; /* readers_connected when legacy readers were last counted */
+    int legacy_attached;
+    uint64_t publishes;
+    uint64_t last_reap_ns;
+    uint32_t ctl_cursor;
+    int closed;
+};
+
+static uint32_t next_uid(void)
+{
+    static uint32_t counter;
+    uint32_t c = __atomic_add_fetch(&counter, 1u, __ATOMIC_RELAXED);
+    uint32_t v = (uint32_t)(shmx_plat_random64() >> 32) ^ (c * 0x9E3779B9u);
+    return v ? v : 1u;
+}
+
+/* ------------------------------------------------------------------ create */
+
+static shmx_status check_config(const shmx_server_config *cfg, uint64_t *dir_bytes)
+{
+    if (cfg->slots == 0) return shmx_fail(SHMX_EINVAL, "slots must be at least 1");
+    if (cfg->slots > 65536) return shmx_fail(SHMX_EINVAL, "slots %u is over 65536", cfg->slots);
+    if (cfg->reader_slots == 0 || cfg->reader_slots > SHMX_MAX_READER_SLOTS)
+        return shmx_fail(SHMX_EINVAL, "reader_slots must be 1..%d, got %u", SHMX_MAX_READER_SLOTS,
+                         cfg->reader_slots);
+    if (cfg->frame_bytes_cap == 0) return shmx_fail(SHMX_EINVAL, "frame_bytes_cap must be at least 1");
+    if (cfg->control_per_reader != 0 && cfg->control_per_reader < 64)
+        return shmx_fail(SHMX_EINVAL, "control_per_reader must be 0 or at least 64, got %u",
+                         cfg->control_per_reader);
+    if (cfg->mode > 0777) return shmx_fail(SHMX_EINVAL, "mode 0%o is not a permission mode", cfg->mode);
+    if (cfg->checksum > SHMX_CHECKSUM_NEVER)
+        return shmx_fail(SHMX_EINVAL, "checksum policy %u is not one of AUTO/ALWAYS/NEVER", cfg->checksum);
+    if (cfg->stream_count && !cfg->streams)
+        return shmx_fail(SHMX_EINVAL, "stream_count is %u but streams is NULL", cfg->stream_count);
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < cfg->stream_count; i++) {
+        const shmx_stream_spec *a = &cfg->streams[i];
+        if (!a->name) return shmx_fail(SHMX_ENAME, "stream %u has no name", a->stream_id);
+        size_t nl = strlen(a->name);
+        if (nl == 0 || nl > SHMX_STREAM_NAME_MAX)
+            return shmx_fail(SHMX_ENAME, "stream %u: name length %zu is not 1..%d", a->stream_id, nl,
+                             SHMX_STREAM_NAME_MAX);
+        if (shmx_dtype_size(a->dtype) == 0)
+            return shmx_fail(SHMX_EINVAL, "stream '%s': unknown dtype code %u", a->name, a->dtype);
+        if (a->components == 0)
+            return shmx_fail(SHMX_EINVAL, "stream '%s': components must be at least 1", a->name);
+        if (a->bytes_per_elem == 0)
+            return shmx_fail(SHMX_EINVAL, "stream '%s': bytes_per_elem must be at least 1", a->name);
+        if (a->layout > SHMX_LAYOUT_AOS_VECTOR)
+            return shmx_fail(SHMX_EINVAL, "stream '%s': unknown layout code %u", a->name, a->layout);
+        if (a->extra_len && !a->extra)
+            return shmx_fail(SHMX_EINVAL, "stream '%s': extra_len %u with no extra", a->name, a->extra_len);
+        if (a->extra_len > (1u << 20))
+            return shmx_fail(SHMX_ETOOBIG, "stream '%s': extra is over 1 MiB", a->name);
+        for (uint32_t j = 0; j < i; j++) {
+            if (cfg->streams[j].stream_id == a->stream_id)
+                return shmx_fail(SHMX_EDUP, "stream id %u appears twice in the schema", a->stream_id);
+            if (strcmp(cfg->streams[j].name, a->name) == 0)
+                return shmx_fail(SHMX_EDUP, "stream name '%s' appears twice in the schema", a->name);
+        }
+        bytes += shmx_align64(sizeof(shmx_tlv_head) + sizeof(shmx_static_desc) + nl + a->extra_len,
+                              SHMX_TLV_ALIGN);
+    }
+    *dir_bytes = bytes;
+    return SHMX_OK;
+}
+
+static void write_static_dir(uint8_t *dst, const shmx_server_config *cfg)
+{
+    for (uint32_t i = 0; i < cfg->stream_count; i++) {
+        const shmx_stream_spec *a = &cfg->streams[i];
+        uint32_t nl = (uint32_t)strlen(a->name);
+        shmx_tlv_head tlv = {SHMX_TLV_STATIC_DIR, (uint32_t)sizeof(shmx_static_desc) + nl + a->extra_len};
+        shmx_static_desc d = {a->stream_id, a->dtype, a->components, a->layout,
+                              a->bytes_per_elem, 0, nl, a->extra_len};
+        memcpy(dst, &tlv, sizeof tlv);
+        memcpy(dst + sizeof tlv, &d, sizeof d);
+        memcpy(dst + sizeof tlv + sizeof d, a->name, nl);
+        if (a->extra_len) memcpy(dst + sizeof tlv + sizeof d + nl, a->extra, a->extra_len);
+        dst += shmx_align(sizeof tlv + tlv.length, SHMX_TLV_ALIGN);
+    }
+}
+
+/* An existing region holds the name.  Returns SHMX_OK with *stale_fd set
+ * (lock held) when its owner is dead and we may replace it. */
+static shmx_status check_existing(const char *path, int *stale_fd)
+{
+    shmx_region old;
+    memset(&old, 0, sizeof old);
+    old.map.fd = -1;
+    snprintf(old.path, sizeof old.path, "%s", path);
+    shmx_status st = shmx_plat_open(path, 1, &old.map);
+    if (st == SHMX_ENOENT) return SHMX_OK; /* vanished meanwhile: retry link */
+    if (st != SHMX_OK) return shmx_fail(SHMX_EEXIST, "'%s' exists and cannot be opened: %s", path, shmx_last_error());
+    st = shmx_region_validate(&old);
+    if (st != SHMX_OK || !old.ext) {
+        shmx_plat_close(&old.map);
+        if (st != SHMX_OK)
+            return shmx_fail(SHMX_EEXIST, "'%s' exists and is not a shmx region; remove it first", path);
+        return shmx_fail(SHMX_EEXIST,
+                         "'%s' exists and belongs to a shmx 1.0.1 server whose liveness is "
+                         "unknown; remove it first (shmx rm --force)",
+                         path);
+    }
+    uint64_t pid = old.ext->owner_pid;
+    int closed = shmx_load_acquire32(&old.ext->closed) != 0;
+    /* Taking the owner's lock ourselves both proves it is dead and keeps a
+     * second reclaimer out. */
+    int lk = shmx_plat_lock(old.map.fd, SHMX_LOCK_SERVER);
+    if (lk != 0 && !closed) {
+        shmx_plat_close(&old.map);
+        return shmx_fail(SHMX_EEXIST, "'%s' exists and its owner (pid %llu) is alive", path,
+                         (unsigned long long)pid);
+    }
+    shmx_plat_unmap(&old.map);
+    *stale_fd = old.map.fd;
+    return SHMX_OK;
+}
+
+shmx_status shmx_server_create(const char *name, const shmx_server_config *user_cfg,
+                               shmx_server **out)
+{
+    shmx_clear_error();
+    if (!out) return shmx_fail(SHMX_EINVAL, "shmx_server_create: out is NULL");
+    *out = NULL;
+    shmx_server_config cfg;
+    shmx_server_config_init(&cfg);
+    if (user_cfg) {
+        if (user_cfg->struct_size == 0 || user_cfg->struct_size > sizeof cfg)
+            return shmx_fail(SHMX_EINVAL, "server config struct_size %u is invalid (use shmx_server_config_init)",
+                             user_cfg->struct_size);
+        memcpy(&cfg, user_cfg, user_cfg->struct_size);
+        cfg.struct_size = (uint32_t)sizeof cfg;
+        if (cfg.mode == 0) cfg.mode = 0600;
+    }
+    shmx_status st = shmx_check_name(name);
+    if (st != SHMX_OK) return st;
+    if (name[0] == '/') name++;
+    uint64_t dir_bytes = 0;
+    st = check_config(&cfg, &dir_bytes);
+    if (st != SHMX_OK) return st;
+
+    uint64_t static_cap = cfg.static_bytes_cap ? cfg.static_bytes_cap : dir_bytes;
+    if (dir_bytes > static_cap)
+        return shmx_fail(SHMX_ETOOBIG, "the schema needs %llu bytes, static_bytes_cap is %u",
+                         (unsigned long long)dir_bytes, cfg.static_bytes_cap);
+    static_cap = shmx_align64(static_cap ? static_cap : 64, SHMX_AREA_ALIGN);
+    uint64_t payload_cap = (uint64_t)cfg.frame_bytes_cap + (uint64_t)SHMX_FRAMING_PER_STREAM * cfg.stream_count;
+    payload_cap = shmx_align64(payload_cap, SHMX_TLV_ALIGN);
+    uint64_t cpr = shmx_align64(cfg.control_per_reader, SHMX_TLV_ALIGN);
+    uint64_t slot_stride = SHMX_FRAME_HEADER_BYTES + shmx_align64(payload_cap, SHMX_AREA_ALIGN);
+    uint64_t static_off = SHMX_MIN_STATIC_OFFSET;
+    uint64_t readers_off = shmx_align64(static_off + static_cap, SHMX_AREA_ALIGN);
+    uint64_t control_off = shmx_align64(readers_off + (uint64_t)cfg.reader_slots * sizeof(shmx_reader_slot), SHMX_AREA_ALIGN);
+    uint64_t control_stride = shmx_align64(cpr, SHMX_AREA_ALIGN);
+    uint64_t slots_off = shmx_align64(control_off + control_stride * cfg.reader_slots, SHMX_AREA_ALIGN);
+    uint64_t total = slots_off + (uint64_t)cfg.slots * slot_stride;
+    if (static_cap > 0xFFFFFFFFull || payload_cap > 0xFFFFFFFFull || total > 0xFFFFFFFFull)
+        return shmx_fail(SHMX_ETOOBIG,
+                         "region would be %llu bytes (%u slots of %llu); the layout's offsets "
+                         "are 32-bit, so it must stay under 4 GiB",
+                         (unsigned long long)total, cfg.slots, (unsigned long long)slot_stride);
+
+    shmx_server *s = calloc(1, sizeof *s);
+    if (!s) return shmx_fail(SHMX_ENOMEM, "out of memory");
+    s->r.map.fd = -1;
+    snprintf(s->r.name, sizeof s->r.name, "%s", name);
+    if (cfg.dir) snprintf(s->r.dir, sizeof s->r.dir, "%s", cfg.dir);
+    st = shmx_plat_path(cfg.dir, name, s->r.path, sizeof s->r.path);
+    if (st != SHMX_OK) { free(s); return st; }
+    char tmp[SHMX_PATH_MAX + 64];
+    int n = snprintf(tmp, sizeof tmp, "%s~shmx-new-%llu-%08x", s->r.path,
+                     (unsigned long long)shmx_plat_pid(), (unsigned)shmx_plat_random64());
+    if (n < 0 || (size_t)n >= sizeof tmp) { free(s); return shmx_fail(SHMX_ENAME, "path too long"); }
+
+    /* Build the region under a temporary name, then give it the real name in
+     * one step: no reader ever sees a half-initialised header. */
+    st = shmx_plat_create(tmp, total, cfg.mode, &s->r.map);
+    if (st != SHMX_OK) { free(s); return st; }
+    if (shmx_plat_lock(s->r.map.fd, SHMX_LOCK_SERVER) != 0) {
+        shmx_plat_close(&s->r.map);
+        shmx_plat_unlink(tmp);
+        free(s);
+        return shmx_fail(SHMX_ESYS, "cannot take the liveness lock of '%s'", tmp);
+    }
+    uint8_t *base = s->r.map.base;
+    shmx_global_header *gh = (shmx_global_header *)base;
+    shmx_ext_header *ext = (shmx_ext_header *)(base + SHMX_EXT_OFFSET);
+    uint64_t session = shmx_plat_random64();
+    gh->ver_major = SHMX_LAYOUT_MAJOR;
+    gh->ver_minor = SHMX_LAYOUT_MINOR;
+    gh->endianness = SHMX_ENDIAN_TAG;
+    gh->session_id = session;
+    gh->static_offset = (uint32_t)static_off;
+    gh->static_bytes_cap = (uint32_t)static_cap;
+    gh->slots = cfg.slots;
+    gh->slot_stride = (uint32_t)slot_stride;
+    gh->slots_offset = (uint32_t)slots_off;
+    gh->frame_bytes_cap = (uint32_t)payload_cap;
+    gh->reader_slots = cfg.reader_slots;
+    gh->reader_slot_stride = (uint32_t)sizeof(shmx_reader_slot);
+    gh->readers_offset = (uint32_t)readers_off;
+    gh->control_offset = (uint32_t)control_off;
+    gh->control_per_reader = (uint32_t)cpr;
+    gh->control_stride = (uint32_t)control_stride;
+    ext->magic = SHMX_EXT_MAGIC;
+    ext->version = SHMX_EXT_VERSION;
+    ext->size = (uint32_t)sizeof *ext;
+    ext->owner_pid = shmx_plat_pid();
+    ext->owner_start = shmx_plat_pid_start(ext->owner_pid);
+    ext->owner_heartbeat = shmx_plat_now_ns();
+    ext->checksum_policy = cfg.checksum;
+    ext->user_frame_cap = cfg.frame_bytes_cap;
+    if (cfg.stream_count) {
+        write_static_dir(base + static_off, &cfg);
+        gh->static_bytes_used = (uint32_t)dir_bytes;
+        gh->static_hash = shmx_fnv1a64(base + static_off, (size_t)dir_bytes);
+        gh->static_gen = 1;
+    }
+    for (uint32_t i = 0; i < cfg.slots; i++)
+        ((shmx_frame_header *)(base + slots_off + (uint64_t)i * slot_stride))->session_id_copy = session;
+    /* Everything above is visible before the magic (pairs with the acquire
+     * load of magic in shmx_region_validate). */
+    __atomic_store_n(&gh->magic, SHMX_MAGIC, __ATOMIC_RELEASE);
+
+    st = shmx_region_validate(&s->r);
+    if (st == SHMX_OK) st = shmx_schema_read(&s->r, &s->schema);
+    if (st == SHMX_OK) {
+        for (int attempt = 0; attempt < 4; attempt++) {
+            st = shmx_plat_rename(tmp, s->r.path, 0);
+            if (st != SHMX_EEXIST) break;
+            int stale_fd = -1;
+            st = check_existing(s->r.path, &stale_fd);
+            if (st != SHMX_OK) break;
+            if (stale_fd < 0) continue; /* it vanished: try the exclusive name again */
+            st = shmx_plat_rename(tmp, s->r.path, 1);
+            shmx_map m = {stale_fd, NULL, 0, 1};
+            shmx_plat_close(&m); /* releases the dead owner's lock we took */
+            break;
+        }
+    }
+    if (st != SHMX_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", shmx_last_error());
+        shmx_plat_close(&s->r.map);
+        shmx_plat_unlink(tmp);
+        shmx_schema_free(&s->schema);
+        free(s);
+        return shmx_fail(st, "create '%s': %s", name, msg);
+    }
+    s->appended = calloc(s->schema.count ? s->schema.count : 1, sizeof *s->appended);
+    if (!s->appended) {
+        shmx_server_destroy(s);
+        return shmx_fail(SHMX_ENOMEM, "out of memory");
+    }
+    s->checksum_policy = cfg.checksum;
+    s->uid = next_uid();
+    s->gen = 1;
+    s->last_slot = cfg.slots - 1;
+    s->seen_connected = 0xFFFFFFFFu;
+    s->last_reap_ns = shmx_plat_now_ns();
+    *out = s;
+    return SHMX_OK;
+}
+
+static void server_close(shmx_server *s, int unmap)
+{
+    if (!s->closed && s->r.map.base) {
+        s->closed = 1;
+        shmx_ext_header *ext = s->r.ext;
+        /* Readers load `closed` with acquire (shmx_server_liveness). */
+        shmx_store_release32(&ext->closed, 1);
+        shmx_fetch_add32(&ext->frame_futex, 1);
+        shmx_plat_wake_all(&ext->frame_futex);
+        /* Unlink only if the name still refers to our file. */
+        struct stat a, b;
+        if (stat(s->r.path, &a) == 0 && fstat(s->r.map.fd, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev)
+            shmx_plat_unlink(s->r.path);
+        shmx_plat_unlock(s->r.map.fd, SHMX_LOCK_SERVER);
+    }
+    if (unmap) {
+        shmx_plat_close(&s->r.map);
+    } else if (s->r.map.fd >= 0) {
+        shmx_map m = {s->r.map.fd, NULL, 0, 1};
+        shmx_plat_close(&m);
+        s->r.map.fd = -1;
+    }
+}
+
+void shmx_server_close(shmx_server *s)
+{
+    if (s) server_close(s, 0);
+}
+
+void shmx_server_free(shmx_server *s)
+{
+    if (!s) return;
+    server_close(s, 1);
+    shmx_schema_free(&s->schema);
+    free(s->appended);
+    free(s);
+}
+
+void shmx_server_destroy(shmx_server *s) { shmx_server_free(s); }
+
+/* ---------------------------------------------------------------- publish */
+
+static shmx_status check_open(shmx_server *s, const char *what)
+{
+    if (!s) return shmx_fail(SHMX_EINVAL, "%s: server is NULL", what);
+    if (s->closed) return shmx_fail(SHMX_ECLOSED, "%s: server '%s' was destroyed", what, s->r.name);
+    return SHMX_OK;
+}
+
+static shmx_status check_frame(shmx_server *s, uint64_t frame, const char *what)
+{
+    shmx_status st = check_open(s, what);
+    if (st != SHMX_OK) return st;
+    if ((uint32_t)(frame >> 32) != s->uid)
+        return shmx_fail(SHMX_EHANDLE, "%s: frame handle belongs to another server", what);
+    if (!s->frame_open || (uint32_t)frame != s->gen)
+        return shmx_fail(SHMX_EHANDLE, "%s: frame handle is finished (published or replaced by a newer begin_frame)", what);
+    return SHMX_OK;
+}
+
+static uint32_t reap_dead(shmx_server *s);
+
+/* Take a slot for writing.  Handshake with readers (see pin_slot() in
+ * client.c): we make the seq odd, full fence, then look at the pins; a
+ * reader adds its pin, full fence, then looks at the seq.  At least one of
+ * the two sees the other, so a pinned slot is never written. */
+static int claim_slot(shmx_server *s)
+{
+    const uint32_t n = s->r.slots;
+    for (uint32_t k = 1; k <= n; k++) {
+        uint32_t cand = (s->last_slot + k) % n;
+        shmx_frame_header *fh = shmx_slot_header(&s->r, cand);
+        if (shmx_load_relaxed64(&fh->pins) != 0) continue;
+        uint64_t seq = shmx_load_relaxed64(&fh->seq); /* only we write it */
+        if (SHMX_SEQ_WRITING(seq)) seq++; /* left odd by an abandoned frame */
+        shmx_store_relaxed64(&fh->seq, seq + 1);
+        shmx_fence_full();
+        if (shmx_load_relaxed64(&fh->pins) != 0) {
+            /* Nothing was written: give the slot back unchanged.  Release
+             * pairs with readers' acquire of seq. */
+            shmx_store_release64(&fh->seq, seq);
+            continue;
+        }
+        s->cur_slot = cand;
+        s->cur_seq = seq + 1;
+        return 1;
+    }
+    return 0;
+}
+
+shmx_status shmx_server_begin_frame(shmx_server *s, uint64_t *frame)
+{
+    shmx_status st = check_open(s, "begin_frame");
+    if (st != SHMX_OK) return st;
+    if (!frame) return shmx_fail(SHMX_EINVAL, "begin_frame: frame is NULL");
+    s->gen++;
+    if (s->gen == 0) s->gen = 1;
+    if (!s->frame_open) {
+        if (!claim_slot(s) && !(reap_dead(s) && claim_slot(s))) {
+            shmx_fetch_add64(&s->r.ext->overruns, 1);
+            return shmx_fail(SHMX_EBUSY,
+                             "begin_frame: all %u slots of '%s' are pinned by readers holding "
+                             "frames; the frame was not started (use more slots than readers)",
+                             s->r.slots, s->r.name);
+        }
+        s->frame_open = 1;
+    }
+    /* An unpublished open frame is abandoned: its slot is reused as is. */
+    s->used = s->user_used = s->tlv_count = 0;
+    *frame = ((uint64_t)s->uid << 32) | s->gen;
+    return SHMX_OK;
+}
+
+static shmx_status reserve_stream(shmx_server *s, uint64_t frame, uint32_t stream_id,
+                                  uint64_t bytes, uint32_t elem_count, uint8_t **dst,
+                                  const char *what)
+{
+    shmx_status st = check_frame(s, frame, what);
+    if (st != SHMX_OK) return st;
+    const shmx_schema_entry *e = shmx_schema_find(&s->schema, stream_id);
+    if (!e) return shmx_fail(SHMX_ESTREAM, "%s: stream id %u is not in the schema of '%s'", what, stream_id, s->r.name);
+    uint32_t idx = (uint32_t)(e - s->schema.e);
+    if (s->appended[idx] == s->gen)
+        return shmx_fail(SHMX_EDUP, "%s: stream %u ('%s') is already in this frame", what, stream_id, e->name);
+    uint64_t want = (uint64_t)elem_count * e->info.bytes_per_elem;
+    if (bytes != want)
+        return shmx_fail(SHMX_ESIZE,
+                         "%s: stream %u ('%s'): %llu bytes given, %u elements x %u bytes_per_elem = %llu",
+                         what, stream_id, e->name, (unsigned long long)bytes, elem_count,
+                         e->info.bytes_per_elem, (unsigned long long)want);
+    if (bytes > (uint64_t)s->r.user_frame_cap - s->user_used)
+        return shmx_fail(SHMX_ETOOBIG,
+                         "%s: stream %u ('%s'): the frame would hold %llu bytes, frame_bytes_cap is %u",
+                         what, stream_id, e->name, (unsigned long long)(s->user_used + bytes),
+                         s->r.user_frame_cap);
+    uint64_t need = shmx_align64(sizeof(shmx_tlv_head) + sizeof(shmx_frame_stream_head) + bytes, SHMX_TLV_ALIGN);
+    if (need > (uint64_t)s->r.slot_payload_cap - s->used)
+        return shmx_fail(SHMX_EFULL, "%s: stream %u ('%s') does not fit in the slot (schema grew after create?)",
+                         what, stream_id, e->name);
+    uint8_t *p = shmx_slot_payload(&s->r, s->cur_slot) + s->used;
+    shmx_tlv_head tlv = {SHMX_TLV_FRAME_STREAM, (uint32_t)(sizeof(shmx_frame_stream_head) + bytes)};
+    shmx_frame_stream_head fs = {stream_id, elem_count, (uint32_t)bytes, 0};
+    memcpy(p, &tlv, sizeof tlv);
+    memcpy(p + sizeof tlv, &fs, sizeof fs);
+    uint64_t head = sizeof tlv + sizeof fs;
+    /* Zero the padding so identical frames are identical bytes. */
+    memset(p + head + bytes, 0, (size_t)(need - head - bytes));
+    *dst = p + head;
+    s->appended[idx] = s->gen;
+    s->used += (uint32_t)need;
+    s->user_used += (uint32_t)bytes;
+    s->tlv_count++;
+    return SHMX_OK;
+}
+
+shmx_status shmx_server_append(shmx_server *s, uint64_t frame, uint32_t stream_id,
+                               const void *data, uint64_t bytes, uint32_t elem_count)
+{
+    if (!data && bytes) return shmx_fail(SHMX_EINVAL, "append: data is NULL");
+    uint8_t *dst;
+    shmx_status st = reserve_stream(s, frame, stream_id, bytes, elem_count, &dst, "append_stream");
+    if (st == SHMX_OK && bytes) memcpy(dst, data, (size_t)bytes);
+    return st;
+}
+
+shmx_status shmx_server_loan(shmx_server *s, uint64_t frame, uint32_t stream_id,
+                             uint32_t elem_count, void **data)
+{
+    if (!data) return shmx_fail(SHMX_EINVAL, "loan: data is NULL");
+    *data = NULL;
+    const shmx_schema_entry *e = s ? shmx_schema_find(&s->schema, stream_id) : NULL;
+    uint64_t bytes = e ? (uint64_t)elem_count * e->info.bytes_per_elem : 0;
+    uint8_t *dst;
+    shmx_status st = reserve_stream(s, frame, stream_id, bytes, elem_count, &dst, "loan");
+    if (st == SHMX_OK) *data = dst;
+    return st;
+}
+
+static int legacy_readers_attached(shmx_server *s)
+{
+    uint32_t rc = shmx_load_relaxed32(&s->r.gh->readers_connected);
+    if (rc != s->seen_connected || (s->publishes & 255u) == 0) {
+        s->seen_connected = rc;
+        s->legacy_attached = 0;
+        for (uint32_t i = 0; i < s->r.reader_slots; i++) {
+            shmx_reader_slot *rs = shmx_reader_at(&s->r, i);
+            if (shmx_load_acquire32(&rs->in_use) && rs->mark != SHMX_READER_MARK) {
+                s->legacy_attached = 1;
+                break;
+            }
+        }
+    }
+    return s->legacy_attached;
+}
+
+shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
+{
+    shmx_status st = check_frame(s, frame, "publish_frame");
+    if (st != SHMX_OK) return st;
+    shmx_region *r = &s->r;
+    shmx_frame_header *fh = shmx_slot_header(r, s->cur_slot);
+    uint8_t *payload = shmx_slot_payload(r, s->cur_slot);
+    s->publishes++;
+    fh->session_id_copy = r->session_id;
+    fh->sim_time = sim_time;
+    fh->payload_bytes = s->used;
+    fh->tlv_count = s->tlv_count;
+    int sum = s->checksum_policy == SHMX_CHECKSUM_ALWAYS ||
+              (s->checksum_policy == SHMX_CHECKSUM_AUTO && legacy_readers_attached(s));
+    fh->checksum = sum ? shmx_checksum32(payload, s->used) : 0;
+    uint64_t fid = ++s->frame_seq;
+    shmx_store_relaxed64(&fh->frame_id, fid);
+    /* Seq even again: payload and header become visible to a reader whose
+     * acquire load of seq sees this value. */
+    shmx_store_release64(&fh->seq, s->cur_seq + 1);
+    /* Pairs with the acquire loads of frame_seq in shmx_client_next/wait. */
+    shmx_store_release64(&r->gh->frame_seq, fid);
+    /* write_index w names slot (w-1) % slots, as shmx 1.0.1 readers expect;
+     * it is never 0 (0 means "no frame yet"). */
+    uint32_t n = r->slots, slot = s->cur_slot;
+    uint32_t delta = (slot + n - (s->write_index ? (s->write_index - 1u) % n : n - 1u)) % n;
+    uint32_t w = s->write_index + (delta ? delta : n);
+    if (w < s->write_index || w == 0) w = slot + 1u;
+    s->write_index = w;
+    /* Pairs with the acquire load of write_index in every reader. */
+    shmx_store_release32(&r->gh->write_index, w);
+    shmx_store_relaxed32(&r->gh->reserve_index, w);
+    s->last_slot = slot;
+    s->frame_open = 0;
+    s->gen++;
+    if (s->gen == 0) s->gen = 1;
+    shmx_ext_header *ext = r->ext;
+    /* Bump the futex word (seq_cst RMW), then look for waiters (seq_cst
+     * load); pairs with the waiter's seq_cst increment of frame_waiters
+     * before its futex wait on this word.  No waiter: no system call. */
+    shmx_fetch_add32(&ext->frame_futex, 1);
+    if (__atomic_load_n(&ext->frame_waiters, __ATOMIC_SEQ_CST) != 0) shmx_plat_wake_all(&ext->frame_futex);
+    if ((s->publishes & 63u) == 0) {
+        uint64_t now = shmx_plat_now_ns();
+        shmx_store_relaxed64(&ext->owner_heartbeat, now);
+        if (now - s->last_reap_ns > 500000000ull) reap_dead(s);
+    }
+    return SHMX_OK;
+}
+
+shmx_status shmx_server_write_static(shmx_server *s, const void *data, uint32_t bytes)
+{
+    shmx_status st = check_open(s, "write_static_append");
+    if (st != SHMX_OK) return st;
+    if (bytes == 0) return SHMX_OK;
+    if (!data) return shmx_fail(SHMX_EINVAL, "write_static_append: data is NULL");
+    shmx_global_header *gh = s->r.gh;
+    uint32_t used = gh->static_bytes_used;
+    if (bytes > s->r.static_cap - used)
+        return shmx_fail(SHMX_ETOOBIG, "write_static_append: %u bytes do not fit, %u of %u used", bytes, used,
+                         s->r.static_cap);
+    uint8_t *base = s->r.map.base + s->r.static_offset;
+    memcpy(base + used, data, bytes);
+    /* The appended bytes are visible before the new length; pairs with the
+     * acquire load of static_bytes_used in shmx_schema_read. */
+    shmx_store_release32(&gh->static_bytes_used, used + bytes);
+    gh->static_hash = shmx_fnv1a64(base, used + bytes);
+    /* Pairs with the acquire/compare of static_gen in shmx_schema_read. */
+    shmx_fetch_add32(&gh->static_gen, 1);
+    /* A valid appended stream descriptor extends the schema. */
+    shmx_schema fresh;
+    memset(&fresh, 0, sizeof fresh);
+    if (shmx_schema_read(&s->r, &fresh) == SHMX_OK && fresh.count != s->schema.count) {
+        uint32_t *na = calloc(fresh.count ? fresh.count : 1, sizeof *na);
+        if (na) {
+            memcpy(na, s->appended, s->schema.count * sizeof *na);
+            free(s->appended);
+            s->appended = na;
+            shmx_schema_free(&s->schema);
+            s->schema = fresh;
+            return SHMX_OK;
+        }
+    }
+    shmx_schema_free(&fresh);
+    return SHMX_OK;
+}
+
+/* ----------------------------------------------------------------- control */
+
+static int ring_has_data(const shmx_region *r, uint32_t i)
+{
+    shmx_control_head *h = (shmx_control_head *)shmx_control_at(r, i);
+    return shmx_load_acquire64(&h->write) != shmx_load_relaxed64(&h->read);
+}
+
+shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void *buf, uint32_t buf_cap)
+{
+    shmx_status st = check_open(s, "poll_control");
+    if (st != SHMX_OK) return st;
+    if (!msg) return shmx_fail(SHMX_EINVAL, "poll_control: msg is NULL");
+    shmx_region *r = &s->r;
+    const uint64_t cap = r->control_per_reader;
+    if (cap == 0) return SHMX_EAGAIN;
+    const uint64_t ring = cap - 16u;
+    for (uint32_t k = 0; k < r->reader_slots; k++) {
+        uint32_t i = (s->ctl_cursor + k) % r->reader_slots;
+        uint8_t *c = shmx_control_at(r, i);
+        shmx_control_head *h = (shmx_control_head *)c;
+        uint64_t rd = shmx_load_relaxed64(&h->read); /* only the server writes it */
+        /* Pairs with the client's store-release of write after the body. */
+        uint64_t wv = shmx_load_acquire64(&h->write);
+        if (wv - rd > ring) { /* corrupt counters: drop what is there */
+            shmx_store_release64(&h->read, wv);
+            continue;
+        }
+        while (rd != wv) {
+            uint64_t off = 16u + rd % ring;
+            if (off + sizeof(shmx_tlv_head) > cap) { rd += cap - off; continue; }
+            shmx_tlv_head tlv;
+            memcpy(&tlv, c + off, sizeof tlv);
+            uint64_t body = shmx_align64(sizeof tlv + (uint64_t)tlv.length, SHMX_TLV_ALIGN);
+            if (off + body > cap) {
+                if (tlv.type == 0) { rd += cap - off; continue; }
+                rd = wv; /* corrupt message: drop the rest of this ring */
+                break;
+            }
+            if (body > wv - rd) { rd = wv; break; }
+            if (tlv.type == 0) { rd += body; continue; }
+            if (tlv.length > buf_cap || (tlv.length && !buf)) {
+                shmx_store_release64(&h->read, rd);
+                msg->length = tlv.length;
+                return shmx_fail(SHMX_ETOOBIG, "poll_control: message of %u bytes, buffer is %u", tlv.length, buf_cap);
+            }
+            shmx_control_msg m;
+            m.struct_size = (uint32_t)sizeof m;
+            m.type = tlv.type;
+            m.length = tlv.length;
+            m.reader_index = i;
+            m.reader_id = shmx_load_acquire64(&shmx_reader_at(r, i)->reader_id);
+            if (tlv.length) memcpy(buf, c + off + sizeof tlv, tlv.length);
+            /* The body is copied out before the space is handed back; pairs
+             * with the client's acquire load of read. */
+            shmx_store_release64(&h->read, rd + body);
+            SHMX_COPY_OUT(msg, &m);
+            s->ctl_cursor = (i + 1) % r->reader_slots;
+            return SHMX_OK;
+        }
+        shmx_store_release64(&h->read, rd);
+    }
+    return SHMX_EAGAIN;
+}
+
+shmx_status shmx_server_wait_control(shmx_server *s, int64_t timeout_ns)
+{
+    shmx_status st = check_open(s, "wait_control");
+    if (st != SHMX_OK) return st;
+    shmx_region *r = &s->r;
+    if (r->control_per_reader == 0) return shmx_fail(SHMX_EINVAL, "wait_control: the region has no control rings");
+    shmx_ext_header *ext = r->ext;
+    uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : shmx_plat_now_ns() + (uint64_t)timeout_ns;
+    for (;;) {
+        uint32_t word = shmx_load_acquire32(&ext->control_futex);
+        for (uint32_t i = 0; i < r->reader_slots; i++)
+            if (ring_has_data(r, i)) return SHMX_OK;
+        uint64_t now = shmx_plat_now_ns();
+        if (now >= deadline) return SHMX_ETIMEDOUT;
+        uint64_t left = deadline - now;
+        /* shmx 1.0.1 clients never bump the futex word: look again often. */
+        if (legacy_readers_attached(s) && left > 5000000u) left = 5000000u;
+        /* Announce ourselves (seq_cst RMW) before sleeping; pairs with the
+         * client's seq_cst bump of control_futex then load of waiters. */
+        shmx_fetch_add32(&ext->control_waiters, 1);
+        int has = 0;
+        for (uint32_t i = 0; i < r->reader_slots && !has; i++) has = ring_has_data(r, i);
+        if (!has) shmx_plat_wait(&ext->control_futex, word, (int64_t)(left > INT64_MAX ? INT64_MAX : left));
+        shmx_fetch_sub32(&ext->control_waiters, 1);
+        if (has) return SHMX_OK;
+    }
+}
+
+/* ----------------------------------------------------------------- readers */
+
+static uint32_t reap_dead(shmx_server *s)
+{
+    uint32_t n = 0;
+    s->last_reap_ns = shmx_plat_now_ns();
+    for (uint32_t i = 0; i < s->r.reader_slots; i++) {
+        shmx_reader_slot *rs = shmx_reader_at(&s->r, i);
+        if (shmx_load_acquire32(&rs->in_use) == 1u && rs->mark == SHMX_READER_MARK &&
+            shmx_plat_lock_probe(s->r.map.fd, SHMX_LOCK_READER(i)) == SHMX_DEAD) {
+            shmx_reader_reap(&s->r, i);
+            n++;
+        }
+    }
+    return n;
+}
+
+shmx_status shmx_server_readers(shmx_server *s, shmx_reader_info *out, uint32_t cap, uint32_t *count)
+{
+    shmx_status st = check_open(s, "snapshot_readers");
+    if (st != SHMX_OK) return st;
+    return shmx_readers_list(&s->r, out, cap, count);
+}
+
+shmx_status shmx_server_reap_dead_readers(shmx_server *s, uint32_t *reaped)
+{
+    shmx_status st = check_open(s, "reap_dead_readers");
+    if (st != SHMX_OK) return st;
+    uint32_t n = reap_dead(s);
+    if (reaped) *reaped = n;
+    return SHMX_OK;
+}
+
+shmx_status shmx_server_reap_stale_readers(shmx_server *s, uint64_t now_ns, uint64_t timeout_ns, uint32_t *reaped)
+{
+    shmx_status st = check_open(s, "reap_stale_readers");
+    if (st != SHMX_OK) return st;
+    uint32_t n = reap_dead(s);
+    for (uint32_t i = 0; i < s->r.reader_slots; i++) {
+        shmx_reader_slot *rs = shmx_reader_at(&s->r, i);
+        if (shmx_load_acquire32(&rs->in_use) != 1u || rs->mark == SHMX_READER_MARK) continue;
+        /* A shmx 1.0.1 reader has no lock: its heartbeat is all we know. */
+        uint64_t hb = shmx_load_acquire64(&rs->heartbeat);
+        if (hb != 0 && now_ns > hb && now_ns - hb > timeout_ns) {
+            shmx_reader_reap(&s->r, i);
+            n++;
+        }
+    }
+    if (reaped) *reaped = n;
+    return SHMX_OK;
+}
+
+shmx_status shmx_server_header_info(shmx_server *s, shmx_header_info *out)
+{
+    if (!s || !out) return shmx_fail(SHMX_EINVAL, "header_info: NULL argument");
+    if (!s->r.map.base) return shmx_fail(SHMX_ECLOSED, "header_info: server '%s' was destroyed", s->r.name);
+    shmx_header_info info;
+    shmx_header_fill(&s->r, &info);
+    info.owner_alive = s->closed ? SHMX_DEAD : SHMX_ALIVE; /* our own lock: we know */
+    SHMX_COPY_OUT(out, &info);
+    return SHMX_OK;
+}
+
+uint32_t shmx_server_stream_count(shmx_server *s) { return s ? s->schema.count : 0; }
+
+shmx_status shmx_server_stream_info(shmx_server *s, uint32_t index, shmx_stream_info *out)
+{
+    if (!s) return shmx_fail(SHMX_EINVAL, "stream_info: server is NULL");
+    return shmx_schema_info(&s->schema, index, out);
+}
+
+void *shmx_server_base(shmx_server *s) { return s ? s->r.map.base : NULL; }
+uint64_t shmx_server_size(shmx_server *s) { return s && s->r.map.base ? s->r.map.size : 0; }

@@ -1,0 +1,35 @@
+"""cffi (API mode) build of the shmx extension: compiles csrc/*.c into shmx._shmx.
+
+The cdef (shmx/_cdef.h) is checked by the C compiler against the real
+csrc/include/shmx.h, because set_source() includes that header.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CSRC = ROOT / "csrc"
+SOURCES = ["common.c", "region.c", "server.c", "client.c", "inspector.c", "platform_posix.c"]
+
+ffibuilder = FFI()
+ffibuilder.cdef((HERE / "_cdef.h").read_text())
+ffibuilder.set_source(
+    "shmx._shmx",
+    '#include "shmx.h"\n',
+    sources=[str(CSRC / s) for s in SOURCES],
+    include_dirs=[str(CSRC / "include"), str(CSRC)],
+    extra_compile_args=["-std=gnu99", "-O2", "-fvisibility=hidden", "-Wall"],
+)
+
+if __name__ == "__main__":
+    # Development build in place: python shmx/_build_ffi.py
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        built = ffibuilder.compile(tmpdir=tmp, verbose=False)
+        shutil.copy(built, HERE / Path(built).name)

@@ -1,0 +1,173 @@
+"""Constants, stream specs and small helpers shared by the Python layer."""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+from ._shmx import ffi, lib
+
+DT_BOOL: int = lib.SHMX_DT_BOOL
+DT_I8: int = lib.SHMX_DT_I8
+DT_U8: int = lib.SHMX_DT_U8
+DT_I16: int = lib.SHMX_DT_I16
+DT_U16: int = lib.SHMX_DT_U16
+DT_I32: int = lib.SHMX_DT_I32
+DT_U32: int = lib.SHMX_DT_U32
+DT_I64: int = lib.SHMX_DT_I64
+DT_U64: int = lib.SHMX_DT_U64
+DT_F16: int = lib.SHMX_DT_F16
+DT_BF16: int = lib.SHMX_DT_BF16
+DT_F32: int = lib.SHMX_DT_F32
+DT_F64: int = lib.SHMX_DT_F64
+
+LAYOUT_SOA_SCALAR: int = lib.SHMX_LAYOUT_SOA_SCALAR
+LAYOUT_AOS_VECTOR: int = lib.SHMX_LAYOUT_AOS_VECTOR
+
+TLV_STATIC_DIR: int = lib.SHMX_TLV_STATIC_DIR
+TLV_FRAME_STREAM: int = lib.SHMX_TLV_FRAME_STREAM
+TLV_CONTROL_USER: int = lib.SHMX_TLV_CONTROL_USER
+
+CHECKSUM_POLICIES = {"auto": lib.SHMX_CHECKSUM_AUTO, "always": lib.SHMX_CHECKSUM_ALWAYS,
+                     "never": lib.SHMX_CHECKSUM_NEVER}
+_POLICY_NAMES = {v: k for k, v in CHECKSUM_POLICIES.items()}
+_LIVENESS = {lib.SHMX_ALIVE: True, lib.SHMX_DEAD: False, lib.SHMX_UNKNOWN: None}
+
+
+def dtype_to_string(dtype_code: int) -> str:
+    """Name of a ``DT_*`` code (``"float32"``), ``"unknown"`` otherwise."""
+    try:
+        return ffi.string(lib.shmx_dtype_name(dtype_code)).decode()
+    except OverflowError:
+        return "unknown"
+
+
+def layout_to_string(layout_code: int) -> str:
+    """Name of a ``LAYOUT_*`` code (``"scalar"``/``"vector"``), ``"unknown"`` otherwise."""
+    try:
+        return ffi.string(lib.shmx_layout_name(layout_code)).decode()
+    except OverflowError:
+        return "unknown"
+
+
+def create_stream_spec(stream_id: int, name: str, dtype_code: int, components: int,
+                       bytes_per_elem: int, layout_code: Optional[int] = None,
+                       extra: Optional[bytes] = None) -> Dict[str, Any]:
+    """A stream specification for ``Server.create(streams=[...])``.
+
+    ``bytes_per_elem`` is the size of one element (all its components);
+    ``extra`` is opaque metadata readers get back in ``get_streams_info()``.
+    """
+    spec: Dict[str, Any] = {"id": stream_id, "name": name, "dtype_code": dtype_code,
+                            "components": components, "bytes_per_elem": bytes_per_elem}
+    if layout_code is not None:
+        spec["layout_code"] = layout_code
+    if extra is not None:
+        spec["extra"] = extra if isinstance(extra, bytes) else bytes(extra)
+    return spec
+
+
+def default_shm_dir() -> str:
+    """The directory regions live in: ``$SHMX_DIR`` or ``/dev/shm``."""
+    return os.environ.get("SHMX_DIR") or "/dev/shm"
+
+
+def header_dict(info: Any, name: str) -> Dict[str, Any]:
+    """``get_header_info()``: the shmx 1.0.1 keys first, then ours."""
+    return {
+        "magic": info.magic,
+        "version_major": info.version_major,
+        "version_minor": info.version_minor,
+        "session_id": info.session_id,
+        "slots": info.slots,
+        "frame_bytes_cap": info.frame_bytes_cap,
+        "reader_slots": info.reader_slots,
+        "control_per_reader": info.control_per_reader,
+        "frame_seq": info.frame_seq,
+        "readers_connected": info.readers_connected,
+        "name": name,
+        "static_gen": info.static_gen,
+        "static_bytes_used": info.static_bytes_used,
+        "static_bytes_cap": info.static_bytes_cap,
+        "slot_payload_cap": info.slot_payload_cap,
+        "total_bytes": info.total_bytes,
+        "extended": bool(info.extended),
+        "closed": bool(info.closed),
+        "owner_pid": info.owner_pid,
+        "owner_alive": _LIVENESS.get(info.owner_alive),
+        "owner_heartbeat": info.owner_heartbeat,
+        "checksum": _POLICY_NAMES.get(info.checksum_policy, "unknown"),
+        "overruns": info.overruns,
+    }
+
+
+def stream_dict(si: Any) -> Dict[str, Any]:
+    """One entry of ``get_streams_info()``."""
+    d: Dict[str, Any] = {
+        "id": si.stream_id,
+        "name": ffi.unpack(si.name, si.name_len).decode("utf-8", "replace"),
+        "dtype": dtype_to_string(si.dtype),
+        "dtype_code": si.dtype,
+        "components": si.components,
+        "layout": layout_to_string(si.layout),
+        "bytes_per_elem": si.bytes_per_elem,
+    }
+    if si.extra_len:
+        d["extra"] = ffi.unpack(ffi.cast("char *", si.extra), si.extra_len)
+    return d
+
+
+def streams_list(count_fn: Any, info_fn: Any, handle: Any) -> List[Dict[str, Any]]:
+    """Every stream of a handle's schema as dicts."""
+    if handle is None:
+        return []
+    si = ffi.new("shmx_stream_info *")
+    out = []
+    for i in range(count_fn(handle)):
+        si.struct_size = ffi.sizeof("shmx_stream_info")
+        if info_fn(handle, i, si) == 0:
+            out.append(stream_dict(si))
+    return out
+
+
+def readers_list(fn: Any, handle: Any, capacity: int) -> List[Dict[str, Any]]:
+    """Every reader slot as dicts (the shmx 1.0.1 keys first)."""
+    if handle is None:
+        return []
+    arr = ffi.new("shmx_reader_info[]", max(capacity, 1))
+    for i in range(len(arr)):
+        arr[i].struct_size = ffi.sizeof("shmx_reader_info")
+    count = ffi.new("uint32_t *")
+    if fn(handle, arr, len(arr), count) != 0:
+        return []
+    return [{
+        "reader_id": r.reader_id,
+        "heartbeat": r.heartbeat,
+        "last_frame_seen": r.last_frame_seen,
+        "in_use": bool(r.in_use),
+        "index": r.index,
+        "alive": _LIVENESS.get(r.alive),
+        "legacy": bool(r.legacy),
+        "pid": r.pid,
+        "frames_read": r.frames_read,
+        "frames_dropped": r.frames_dropped,
+    } for r in arr[0:min(count[0], len(arr))]]
+
+
+def encode_name(name: Any) -> bytes:
+    """A region name as bytes for C (str or bytes accepted)."""
+    if isinstance(name, bytes):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"region name must be str, not {type(name).__name__}")
+    return name.encode("utf-8")
+
+
+def open_options(shm_dir: Optional[str]) -> Any:
+    """A filled ``shmx_open_options`` (kept alive with its dir string)."""
+    opt = ffi.new("shmx_open_options *")
+    lib.shmx_open_options_init(opt)
+    keep = None
+    if shm_dir is not None:
+        keep = ffi.new("char[]", os.fsencode(shm_dir))
+        opt.dir = keep
+    return opt, keep

@@ -1,0 +1,39 @@
+"""Typed numpy arrays over stream memoryviews (numpy is optional)."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from ._shmx import lib
+
+# bfloat16 has no numpy dtype: its arrays are uint16 bit patterns (shift left
+# by 16 and view as float32 to get the values).
+_DTYPES = {
+    lib.SHMX_DT_BOOL: "bool", lib.SHMX_DT_I8: "int8", lib.SHMX_DT_U8: "uint8",
+    lib.SHMX_DT_I16: "<i2", lib.SHMX_DT_U16: "<u2", lib.SHMX_DT_I32: "<i4",
+    lib.SHMX_DT_U32: "<u4", lib.SHMX_DT_I64: "<i8", lib.SHMX_DT_U64: "<u8",
+    lib.SHMX_DT_F16: "<f2", lib.SHMX_DT_BF16: "<u2", lib.SHMX_DT_F32: "<f4",
+    lib.SHMX_DT_F64: "<f8",
+}
+
+
+def numpy_dtype(dtype_code: int) -> Any:
+    """The numpy dtype of a ``DT_*`` code (bf16 -> uint16 bit patterns)."""
+    import numpy as np
+    return np.dtype(_DTYPES.get(dtype_code, "uint8"))
+
+
+def stream_array(view: Any, elem_count: int, spec: Optional[Dict[str, Any]]) -> Any:
+    """A zero-copy array over ``view`` shaped by the stream's schema:
+    ``(elem_count, components)``, or ``(elem_count,)`` for one component.
+    Streams whose ``bytes_per_elem`` is not ``components * itemsize`` come
+    back as ``uint8`` of shape ``(elem_count, bytes_per_elem)``."""
+    import numpy as np
+    if spec is None:
+        return np.frombuffer(view, dtype=np.uint8)
+    dt = numpy_dtype(spec["dtype_code"])
+    comps = max(int(spec["components"]), 1)
+    bpe = int(spec["bytes_per_elem"])
+    if bpe == dt.itemsize * comps:
+        arr = np.frombuffer(view, dtype=dt, count=elem_count * comps)
+        return arr if comps == 1 else arr.reshape(elem_count, comps)
+    return np.frombuffer(view, dtype=np.uint8, count=elem_count * bpe).reshape(elem_count, bpe)

@@ -1,0 +1,341 @@
+"""The consumer side: ``Client`` (the documented shmx 1.0.1 API and more)."""
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
+
+from ._common import encode_name, header_dict, open_options, streams_list
+from ._shmx import ffi, lib
+from .errors import error_for, status_message
+
+_latest = lib.shmx_client_latest
+_next = lib.shmx_client_next
+_wait = lib.shmx_client_wait
+
+Frame = Dict[str, Any]
+_Entry = Tuple[str, memoryview, int, int, int]
+
+_SLICE_S = 0.05  # waits return to Python this often, so Ctrl-C is honoured
+
+
+class Client:
+    """Reads frames from a region.
+
+    The frame returned by ``get_latest_frame()`` (and the other reads) is
+    pinned: its memoryviews stay valid and unchanged until this client's
+    next read call or ``close()``.  A ``Client`` is used by one thread at a
+    time.
+    """
+
+    def __init__(self) -> None:
+        self._c: Any = None
+        self._owner: Any = None
+        self._mv: Optional[memoryview] = None
+        self._fi = ffi.new("shmx_frame_info *")
+        self._fi.struct_size = ffi.sizeof("shmx_frame_info")
+        self._layouts: Dict[int, List[_Entry]] = {}
+        self._names: Dict[int, str] = {}
+        self._streams: List[Dict[str, Any]] = []
+        self._name = ""
+        self._shm_dir: Optional[str] = None
+        self._last_status = 0
+        self.last_error: str = ""
+
+    # ------------------------------------------------------------ lifecycle
+    def open(self, name: str, *, shm_dir: Optional[str] = None) -> bool:
+        """Attach to region ``name`` as a reader.  False (reason in
+        ``last_error``) when there is no such region, it is not a shmx
+        region, permission is denied, or every reader slot is taken."""
+        self.close()
+        try:
+            raw = encode_name(name)
+        except TypeError as exc:
+            self.last_error = f"open: {exc}"
+            self._last_status = lib.SHMX_EINVAL
+            return False
+        opt, keep = open_options(shm_dir)
+        out = ffi.new("shmx_client **")
+        st = lib.shmx_client_open(raw, opt, out)
+        del keep
+        if st != 0:
+            self.last_error = status_message(st)
+            self._last_status = st
+            return False
+        self._adopt(out[0])
+        self._name = raw.decode("utf-8", "replace").lstrip("/")
+        self._shm_dir = shm_dir
+        self.last_error = ""
+        return True
+
+    def _adopt(self, c: Any) -> None:
+        self._c = c
+        size = lib.shmx_client_size(c)
+        # Views into the mapping keep it alive; it is unmapped (and the C
+        # handle freed) when the last of them is gone.
+        self._owner = ffi.gc(ffi.cast("char *", lib.shmx_client_base(c)),
+                             lambda _p, c=c: lib.shmx_client_free(c))
+        self._mv = memoryview(ffi.buffer(self._owner, size)).toreadonly()
+        self._layouts = {}
+        self._load_schema()
+
+    def _load_schema(self) -> None:
+        self._streams = streams_list(lib.shmx_client_stream_count, lib.shmx_client_stream_info, self._c)
+        self._names = {s["id"]: s["name"] for s in self._streams}
+        self._layouts = {}
+
+    def close(self) -> None:
+        """Leave the region: free the reader slot and the pinned frame.
+        Memoryviews already returned stay readable (they keep the mapping)
+        but are no longer protected from being overwritten."""
+        c = self._c
+        if c is None:
+            return
+        lib.shmx_client_detach(c)
+        self._c = None
+        self._mv = None
+        self._owner = None
+        self._layouts = {}
+
+    def is_open(self) -> bool:
+        """True while attached to a region."""
+        return self._c is not None
+
+    @property
+    def name(self) -> str:
+        """The region name ('' before open)."""
+        return self._name
+
+    # ---------------------------------------------------------------- reads
+    def get_latest_frame(self) -> Optional[Frame]:
+        """The newest complete frame, or None (``last_error`` says why: no
+        frame yet, not open).  A dict: ``'__metadata__'`` ->
+        ``{frame_id, sim_time, payload_bytes, tlv_count}``, and per stream
+        name ``{'data': memoryview, 'elem_count': int, 'bytes': int}``.  The
+        views point into shared memory (zero copy, read-only) and stay valid
+        until this client's next read or ``close()``.  Never torn; never
+        older than a frame this client returned before."""
+        st = _latest(self._c, self._fi)
+        if st != 0:
+            self._fail(st)
+            return None
+        return self._frame_dict(0)
+
+    def read_next(self) -> Optional[Frame]:
+        """The next frame in publication order after the last one read, or
+        None when there is none yet.  ``frame['__metadata__']['dropped']``
+        counts frames the ring overwrote before this client could read them
+        (0 when none was lost).  The first call returns the latest frame."""
+        st = _next(self._c, self._fi)
+        if st != 0:
+            self._fail(st)
+            return None
+        return self._frame_dict(self._fi.dropped)
+
+    def wait_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
+        """Block until a frame newer than the last one this client saw is
+        published, and return the newest; None at the timeout (seconds,
+        None = forever) or when the server is gone.  Sleeps in the kernel
+        (futex), releases the GIL, honours Ctrl-C."""
+        if self._wait_new(timeout):
+            return self.get_latest_frame()
+        return None
+
+    def wait_next(self, timeout: Optional[float] = None) -> Optional[Frame]:
+        """Like ``read_next()``, but waits up to ``timeout`` for the frame."""
+        frame = self.read_next()
+        if frame is None and self._last_status == lib.SHMX_EAGAIN and self._wait_new(timeout):
+            frame = self.read_next()
+        return frame
+
+    def _wait_new(self, timeout: Optional[float]) -> bool:
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while self._c is not None:
+            left = _SLICE_S if deadline is None else min(_SLICE_S, deadline - time.monotonic())
+            st = _wait(self._c, max(int(left * 1e9), 0))
+            if st == 0:
+                return True
+            if st != lib.SHMX_ETIMEDOUT:
+                self._fail(st)
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                self._fail(st)
+                return False
+        self._fail(lib.SHMX_EINVAL)
+        return False
+
+    def frames(self, timeout: Optional[float] = None) -> Iterator[Frame]:
+        """Iterate over new frames as they are published (each once; a slow
+        consumer skips to the newest).  Stops after ``timeout`` seconds
+        without a new frame, or when the server is gone."""
+        while True:
+            frame = self.wait_frame(timeout)
+            if frame is None:
+                return
+            yield frame
+
+    async def await_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
+        """``wait_frame`` for asyncio: waits in a worker thread, so the event
+        loop keeps running."""
+        ok = await asyncio.get_running_loop().run_in_executor(None, self._wait_new, timeout)
+        return self.get_latest_frame() if ok else None
+
+    async def aframes(self, timeout: Optional[float] = None) -> AsyncIterator[Frame]:
+        """``async for frame in client.aframes():`` the asyncio ``frames()``."""
+        while True:
+            frame = await self.await_frame(timeout)
+            if frame is None:
+                return
+            yield frame
+
+    def _frame_dict(self, dropped: int) -> Frame:
+        fi = self._fi
+        entries = self._layouts.get(fi.layout_id)
+        if entries is None:
+            entries = self._build_layout(fi.layout_id, fi.stream_count)
+        frame: Frame = {"__metadata__": {"frame_id": fi.frame_id, "sim_time": fi.sim_time,
+                                         "payload_bytes": fi.payload_bytes,
+                                         "tlv_count": fi.tlv_count, "dropped": dropped}}
+        for name, view, elem_count, nbytes, _sid in entries:
+            frame[name] = {"data": view, "elem_count": elem_count, "bytes": nbytes}
+        return frame
+
+    def _build_layout(self, layout_id: int, count: int) -> List[_Entry]:
+        assert self._mv is not None
+        if len(self._layouts) > 256:
+            self._layouts.clear()
+        sv = ffi.new("shmx_stream_view *")
+        entries: List[_Entry] = []
+        for i in range(count):
+            sv.struct_size = ffi.sizeof("shmx_stream_view")
+            if lib.shmx_client_frame_stream(self._c, i, sv) != 0:
+                continue
+            sid = sv.stream_id
+            if sid not in self._names:
+                self._load_schema()
+            name = self._names.get(sid, f"stream_{sid}")
+            off = sv.offset
+            entries.append((name, self._mv[off:off + sv.bytes], sv.elem_count, sv.bytes, sid))
+        self._layouts[layout_id] = entries
+        return entries
+
+    def release(self) -> None:
+        """Drop the pin on the last frame early (its views may then change)."""
+        if self._c is not None:
+            lib.shmx_client_release(self._c)
+
+    # ----------------------------------------------------------- numpy view
+    def get_latest_arrays(self) -> Optional[Dict[str, Any]]:
+        """The latest frame as read-only numpy arrays over shared memory:
+        ``{stream name: ndarray}`` shaped ``(elem_count, components)`` (or
+        ``(elem_count,)``), plus ``'__metadata__'``.  Needs numpy."""
+        frame = self.get_latest_frame()
+        return None if frame is None else self.as_arrays(frame)
+
+    def as_arrays(self, frame: Frame) -> Dict[str, Any]:
+        """Turn a frame dict into typed numpy arrays (zero copy)."""
+        from ._numpy import stream_array
+        specs = {s["name"]: s for s in self._streams}
+        out: Dict[str, Any] = {"__metadata__": frame["__metadata__"]}
+        for key, entry in frame.items():
+            if key != "__metadata__":
+                out[key] = stream_array(entry["data"], entry["elem_count"], specs.get(key))
+        return out
+
+    # -------------------------------------------------------------- control
+    def send_control(self, type: int, data: Any) -> bool:
+        """Send a control message (``type`` != 0, ``data`` any buffer) to the
+        server.  False when the ring is full, the message is larger than
+        the ring, or the client is not open."""
+        try:
+            buf = ffi.from_buffer(data)
+            st = lib.shmx_client_send_control(self._c, type, buf, len(buf))
+        except (TypeError, ValueError, OverflowError) as exc:
+            self.last_error = f"send_control: {exc}"
+            self._last_status = lib.SHMX_EINVAL
+            return False
+        if st != 0:
+            self._fail(st)
+            return False
+        return True
+
+    def send_control_empty(self, type: int) -> bool:
+        """Send a control message with no payload."""
+        return self.send_control(type, b"")
+
+    # ----------------------------------------------------------------- info
+    def get_streams_info(self) -> List[Dict[str, Any]]:
+        """The schema: dicts with ``id``, ``name``, ``dtype``, ``dtype_code``,
+        ``components``, ``layout``, ``bytes_per_elem`` and ``extra`` when set."""
+        return [dict(s) for s in self._streams]
+
+    def refresh_static(self) -> bool:
+        """Re-read the static directory (after the server appended to it)."""
+        st = lib.shmx_client_refresh_static(self._c)
+        if st != 0:
+            self._fail(st)
+            return False
+        self._load_schema()
+        return True
+
+    def get_header_info(self) -> Dict[str, Any]:
+        """Region header: the shmx 1.0.1 keys plus ours ({} when not open)."""
+        if self._c is None:
+            return {}
+        info = ffi.new("shmx_header_info *")
+        info.struct_size = ffi.sizeof("shmx_header_info")
+        if lib.shmx_client_header_info(self._c, info) != 0:
+            return {}
+        return header_dict(info, self._name)
+
+    def server_alive(self) -> Optional[bool]:
+        """True/False from the server's liveness lock; None for a shmx 1.0.1
+        server (it holds no lock) or when not open."""
+        if self._c is None:
+            return None
+        v = lib.shmx_client_server_alive(self._c)
+        return {lib.SHMX_ALIVE: True, lib.SHMX_DEAD: False}.get(v)
+
+    @property
+    def reader_id(self) -> int:
+        """This client's reader id (as the server sees it in control messages)."""
+        return int(lib.shmx_client_reader_id(self._c)) if self._c is not None else 0
+
+    # -------------------------------------------------------------- helpers
+    def _fail(self, st: int) -> None:
+        self._last_status = st
+        if self._c is None:
+            self.last_error = "client is not open (call open() first) or was closed"
+        else:
+            self.last_error = status_message(st)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_c", None) is not None:
+            warnings.warn(f"shmx.Client {self._name!r} was not closed", ResourceWarning, stacklevel=2)
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<shmx.Client {self._name!r} {'open' if self._c is not None else 'closed'}>"
+
+
+def connect(name: str, timeout: Optional[float] = 0.0, *, shm_dir: Optional[str] = None,
+            poll: float = 0.01) -> Client:
+    """Open a client, waiting up to ``timeout`` seconds (None: forever) for
+    the server to create the region.  Raises ``RegionNotFoundError``,
+    ``ShmxPermissionError``, ``CorruptRegionError``, ``BusyError``..."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    client = Client()
+    while True:
+        if client.open(name, shm_dir=shm_dir):
+            return client
+        retry = client._last_status in (lib.SHMX_ENOENT, lib.SHMX_ECORRUPT)
+        if not retry or (deadline is not None and time.monotonic() >= deadline):
+            raise error_for(client._last_status, client.last_error)
+        time.sleep(poll)

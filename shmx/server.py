@@ -1,0 +1,395 @@
+"""The producer side: ``Server`` (the documented shmx 1.0.1 API and more)."""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+
+from ._common import (CHECKSUM_POLICIES, encode_name, header_dict, readers_list,
+                      streams_list)
+from ._shmx import ffi, lib
+from .errors import error_for, status_message
+
+_append = lib.shmx_server_append
+_begin = lib.shmx_server_begin_frame
+_publish = lib.shmx_server_publish
+_from_buffer = ffi.from_buffer
+
+StreamKey = Union[int, str]
+
+
+class Server:
+    """Publishes frames into a shared-memory region.
+
+    Calls that return ``bool`` leave the reason of a failure in
+    ``last_error``.  A ``Server`` is used by one thread at a time.
+    """
+
+    def __init__(self) -> None:
+        self._s: Any = None
+        self._owner: Any = None
+        self._mv: Optional[memoryview] = None
+        self._token = ffi.new("uint64_t *")
+        self._msg = ffi.new("shmx_control_msg *")
+        self._msgbuf: Any = None
+        self._ids: Dict[str, int] = {}
+        self._bpe: Dict[int, int] = {}
+        self._loans: List[memoryview] = []
+        self._name = ""
+        self.last_error: str = ""
+
+    # ------------------------------------------------------------ lifecycle
+    def create(self, name: str, slots: int = 3, reader_slots: int = 16,
+               static_bytes_cap: int = 4096, frame_bytes_cap: int = 65536,
+               control_per_reader: int = 4096, streams: Iterable[Mapping[str, Any]] = (),
+               *, mode: int = 0o600, checksum: str = "auto",
+               shm_dir: Optional[str] = None) -> bool:
+        """Create the region ``name`` and become its producer.
+
+        ``frame_bytes_cap`` is the user data one frame may hold (framing is
+        added on top).  ``mode`` is the region's file mode (0600: this user
+        only).  ``checksum`` is when the shmx 1.0.1 checksum is written:
+        ``"auto"`` (while a legacy reader is attached), ``"always"``,
+        ``"never"``.  ``shm_dir`` overrides ``$SHMX_DIR``/``/dev/shm``.
+        Returns False (reason in ``last_error``) when the name is taken by a
+        live server, the config is invalid, or there is no room.
+        """
+        self.destroy()
+        try:
+            cfg, keep = self._config(slots, reader_slots, static_bytes_cap, frame_bytes_cap,
+                                     control_per_reader, streams, mode, checksum, shm_dir)
+            raw_name = encode_name(name)
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            self.last_error = f"create: {exc}"
+            self._last_status = lib.SHMX_EINVAL
+            return False
+        out = ffi.new("shmx_server **")
+        st = lib.shmx_server_create(raw_name, cfg, out)
+        del keep
+        if st != 0:
+            self.last_error = status_message(st)
+            self._last_status = st
+            return False
+        s = out[0]
+        self._s = s
+        size = lib.shmx_server_size(s)
+        # The mapping is freed when the last view into it is gone.
+        self._owner = ffi.gc(ffi.cast("char *", lib.shmx_server_base(s)),
+                             lambda _p, s=s: lib.shmx_server_free(s))
+        self._mv = memoryview(ffi.buffer(self._owner, size))
+        self._name = raw_name.decode("utf-8", "replace").lstrip("/")
+        self._ids.clear()
+        self._bpe.clear()
+        for spec in self.get_streams_info():
+            self._ids[spec["name"]] = spec["id"]
+            self._bpe[spec["id"]] = spec["bytes_per_elem"]
+        self._msgbuf = ffi.new("char[]", max(self.get_header_info()["control_per_reader"], 16))
+        self.last_error = ""
+        return True
+
+    @staticmethod
+    def _config(slots: int, reader_slots: int, static_bytes_cap: int, frame_bytes_cap: int,
+                control_per_reader: int, streams: Iterable[Mapping[str, Any]], mode: int,
+                checksum: str, shm_dir: Optional[str]) -> Any:
+        if checksum not in CHECKSUM_POLICIES:
+            raise ValueError(f"checksum must be one of {sorted(CHECKSUM_POLICIES)}, not {checksum!r}")
+        for label, v in (("slots", slots), ("reader_slots", reader_slots),
+                         ("static_bytes_cap", static_bytes_cap),
+                         ("frame_bytes_cap", frame_bytes_cap),
+                         ("control_per_reader", control_per_reader), ("mode", mode)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{label} must be an int, not {type(v).__name__}")
+            if not 0 <= v <= 0xFFFFFFFF:
+                raise ValueError(f"{label} {v} is out of range 0..2**32-1")
+        cfg = ffi.new("shmx_server_config *")
+        lib.shmx_server_config_init(cfg)
+        cfg.slots, cfg.reader_slots = slots, reader_slots
+        cfg.static_bytes_cap, cfg.frame_bytes_cap = static_bytes_cap, frame_bytes_cap
+        cfg.control_per_reader, cfg.mode = control_per_reader, mode
+        cfg.checksum = CHECKSUM_POLICIES[checksum]
+        specs = list(streams or [])
+        keep: List[Any] = []
+        arr = ffi.new("shmx_stream_spec[]", max(len(specs), 1))
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, Mapping):
+                raise TypeError(f"stream {i} must be a dict from create_stream_spec()")
+            for key in ("id", "name", "dtype_code", "components", "bytes_per_elem"):
+                if key not in spec:
+                    raise KeyError(f"stream {i} has no '{key}'")
+            name = spec["name"]
+            nm = ffi.new("char[]", name.encode("utf-8") if isinstance(name, str) else bytes(name))
+            keep.append(nm)
+            a = arr[i]
+            a.stream_id = spec["id"]
+            a.dtype = spec["dtype_code"]
+            a.components = spec["components"]
+            a.layout = spec.get("layout_code", 0) or 0
+            a.bytes_per_elem = spec["bytes_per_elem"]
+            a.name = nm
+            extra = spec.get("extra")
+            if extra:
+                eb = ffi.new("char[]", bytes(extra))
+                keep.append(eb)
+                a.extra = eb
+                a.extra_len = len(bytes(extra))
+        cfg.streams = arr
+        cfg.stream_count = len(specs)
+        keep.append(arr)
+        if shm_dir is not None:
+            d = ffi.new("char[]", os.fsencode(shm_dir))
+            keep.append(d)
+            cfg.dir = d
+        return cfg, keep
+
+    def destroy(self) -> None:
+        """Mark the region closed, remove its name, release it.  Readers keep
+        a valid mapping and learn the server is gone.  Safe to call twice."""
+        s = self._s
+        if s is None:
+            return
+        self._revoke_loans()
+        lib.shmx_server_close(s)
+        self._s = None
+        self._mv = None
+        self._owner = None
+
+    close = destroy
+
+    def is_open(self) -> bool:
+        """True between a successful ``create()`` and ``destroy()``."""
+        return self._s is not None
+
+    @property
+    def name(self) -> str:
+        """The region name ('' before create)."""
+        return self._name
+
+    # -------------------------------------------------------------- publish
+    def begin_frame(self) -> Optional[int]:
+        """Start a frame; returns its handle, or None (``last_error`` says
+        why, e.g. every slot is pinned by readers).  An earlier frame that
+        was never published is abandoned."""
+        if self._loans:
+            self._revoke_loans()
+        st = _begin(self._s, self._token)
+        if st != 0:
+            self._set_error(st)
+            return None
+        return self._token[0]
+
+    def append_stream(self, frame_handle: Any, stream_id: int, data: Any, elem_count: int) -> bool:
+        """Copy ``data`` (bytes, bytearray, memoryview, numpy array: any
+        C-contiguous buffer, no intermediate copy) into the frame as stream
+        ``stream_id`` with ``elem_count`` elements.  False when the stream id
+        is not in the schema, the size is not ``elem_count * bytes_per_elem``,
+        the frame would exceed ``frame_bytes_cap``, the stream is already in
+        the frame, or the handle is finished or foreign."""
+        try:
+            buf = _from_buffer(data)
+            st = _append(self._s, frame_handle, stream_id, buf, len(buf), elem_count)
+        except (TypeError, ValueError, OverflowError, BufferError) as exc:
+            self.last_error = f"append_stream: {self._arg_error(exc, frame_handle, data)}"
+            return False
+        if st != 0:
+            self._set_error(st)
+            return False
+        return True
+
+    def loan(self, frame_handle: Any, stream_id: int, elem_count: int) -> memoryview:
+        """Reserve stream ``stream_id`` in the frame and return a writable
+        memoryview of its bytes inside shared memory: fill it, then publish
+        (zero copy).  The view is released at publish or the next
+        begin_frame; using it afterwards raises ``ValueError``."""
+        ptr = ffi.new("void **")
+        try:
+            st = lib.shmx_server_loan(self._s, frame_handle, stream_id, elem_count, ptr)
+        except (TypeError, OverflowError) as exc:
+            raise error_for(lib.SHMX_EINVAL, f"loan: {self._arg_error(exc, frame_handle, b'')}") from None
+        if st != 0:
+            self._set_error(st)
+            raise error_for(st, self.last_error)
+        assert self._mv is not None
+        off = int(ffi.cast("uintptr_t", ptr[0])) - int(ffi.cast("uintptr_t", self._owner))
+        view = self._mv[off:off + elem_count * self._bpe.get(stream_id, 0)]
+        self._loans.append(view)
+        return view
+
+    def publish_frame(self, frame_handle: Any, sim_time: float) -> bool:
+        """Make the frame visible to readers and wake waiting ones.  Never
+        blocks.  False when the handle is finished or foreign."""
+        try:
+            st = _publish(self._s, frame_handle, sim_time)
+        except (TypeError, OverflowError) as exc:
+            self.last_error = f"publish_frame: {self._arg_error(exc, frame_handle, b'')}"
+            return False
+        if self._loans:
+            self._revoke_loans()
+        if st != 0:
+            self._set_error(st)
+            return False
+        return True
+
+    def publish(self, streams: Mapping[StreamKey, Any], sim_time: float = 0.0) -> None:
+        """Publish one frame in one call: ``{stream id or name: buffer}``;
+        element counts follow from each stream's ``bytes_per_elem``.
+        Raises a ``ShmxError`` subclass on any refusal."""
+        frame = self.begin_frame()
+        if frame is None:
+            raise error_for(lib.SHMX_EBUSY if self._s is not None else lib.SHMX_ECLOSED, self.last_error)
+        for key, data in streams.items():
+            sid = self._ids.get(key) if isinstance(key, str) else key
+            if sid is None:
+                raise error_for(lib.SHMX_ESTREAM, f"publish: no stream named {key!r}")
+            buf = memoryview(data)
+            bpe = self._bpe.get(sid, 0)
+            nbytes = buf.nbytes
+            if bpe == 0 or nbytes % bpe:
+                raise error_for(lib.SHMX_ESIZE if bpe else lib.SHMX_ESTREAM,
+                                f"publish: stream {key!r}: {nbytes} bytes is not a whole number of "
+                                f"{bpe}-byte elements" if bpe else f"publish: stream id {sid} is not in the schema")
+            if not self.append_stream(frame, sid, buf, nbytes // bpe):
+                raise error_for(self._last_status, self.last_error)
+        if not self.publish_frame(frame, sim_time):
+            raise error_for(self._last_status, self.last_error)
+
+    def write_static_append(self, data: Any, size: Optional[int] = None) -> bool:
+        """Append raw bytes to the static directory (``refresh_static()``
+        on clients re-reads it).  ``size`` defaults to ``len(data)``."""
+        try:
+            buf = _from_buffer(data)
+            n = len(buf) if size is None else size
+            if not 0 <= n <= len(buf):
+                raise ValueError(f"size {n} is outside the {len(buf)}-byte buffer")
+            st = lib.shmx_server_write_static(self._s, buf, n)
+        except (TypeError, ValueError, OverflowError) as exc:
+            self.last_error = f"write_static_append: {exc}"
+            return False
+        if st != 0:
+            self._set_error(st)
+            return False
+        return True
+
+    # -------------------------------------------------------------- control
+    def poll_control(self, max_messages: int = 256) -> List[Dict[str, Any]]:
+        """Control messages from clients: dicts with ``reader_id``, ``type``,
+        ``data`` (bytes), ``reader_index``; at most ``max_messages``."""
+        out: List[Dict[str, Any]] = []
+        s = self._s
+        if s is None:
+            return out
+        msg, buf = self._msg, self._msgbuf
+        cap = len(buf)
+        while len(out) < max_messages:
+            msg.struct_size = ffi.sizeof("shmx_control_msg")
+            st = lib.shmx_server_next_control(s, msg, buf, cap)
+            if st != 0:
+                if st != lib.SHMX_EAGAIN:
+                    self._set_error(st)
+                break
+            out.append({"reader_id": msg.reader_id, "type": msg.type,
+                        "data": ffi.unpack(buf, msg.length), "reader_index": msg.reader_index})
+        return out
+
+    def wait_control(self, timeout: Optional[float] = None) -> bool:
+        """Block until a control message may be waiting (True) or the
+        timeout in seconds passes (False).  Releases the GIL; Ctrl-C works."""
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while self._s is not None:
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            st = lib.shmx_server_wait_control(self._s, max(int(left * 1e9), 0))
+            if st == 0:
+                return True
+            if st != lib.SHMX_ETIMEDOUT:
+                self._set_error(st)
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return False
+
+    # -------------------------------------------------------------- readers
+    def snapshot_readers(self) -> List[Dict[str, Any]]:
+        """Every reader slot: ``reader_id``, ``heartbeat`` (monotonic ns),
+        ``last_frame_seen``, ``in_use``, and ``alive``, ``pid``,
+        ``frames_read``, ``frames_dropped``, ``legacy``."""
+        if self._s is None:
+            return []
+        return readers_list(lib.shmx_server_readers, self._s, self.get_header_info()["reader_slots"])
+
+    def reap_stale_readers(self, now_ticks: int, timeout_ticks: int) -> int:
+        """Free reader slots of dead readers, and of shmx 1.0.1 readers whose
+        heartbeat (``time.monotonic_ns()`` units) is older than
+        ``timeout_ticks``.  Returns how many were freed."""
+        out = ffi.new("uint32_t *")
+        try:
+            st = lib.shmx_server_reap_stale_readers(self._s, now_ticks, timeout_ticks, out)
+        except (TypeError, OverflowError) as exc:
+            self.last_error = f"reap_stale_readers: {exc}"
+            return 0
+        if st != 0:
+            self._set_error(st)
+            return 0
+        return int(out[0])
+
+    def get_header_info(self) -> Dict[str, Any]:
+        """Region header: the shmx 1.0.1 keys plus ours ({} when not created)."""
+        if self._s is None:
+            return {}
+        info = ffi.new("shmx_header_info *")
+        info.struct_size = ffi.sizeof("shmx_header_info")
+        if lib.shmx_server_header_info(self._s, info) != 0:
+            return {}
+        return header_dict(info, self._name)
+
+    def get_streams_info(self) -> List[Dict[str, Any]]:
+        """The schema, as ``Client.get_streams_info()`` shows it."""
+        return streams_list(lib.shmx_server_stream_count, lib.shmx_server_stream_info, self._s)
+
+    # ------------------------------------------------------------- helpers
+    _last_status: int = 0
+
+    def _set_error(self, st: int) -> None:
+        self._last_status = st
+        if self._s is None:
+            self.last_error = "server is not created (call create() first) or was destroyed"
+        else:
+            self.last_error = status_message(st)
+
+    def _arg_error(self, exc: Exception, frame_handle: Any, data: Any) -> str:
+        self._last_status = lib.SHMX_EINVAL
+        if not isinstance(frame_handle, int):
+            return f"frame handle must come from begin_frame(), got {type(frame_handle).__name__}"
+        if isinstance(exc, (TypeError, BufferError)) and not isinstance(data, (bytes, bytearray, memoryview)):
+            return f"data must be a C-contiguous buffer (bytes, bytearray, memoryview, numpy array): {exc}"
+        return str(exc)
+
+    def _revoke_loans(self) -> None:
+        for view in self._loans:
+            try:
+                view.release()
+            except BufferError:
+                pass  # exported further (e.g. to numpy): cannot be revoked
+        self._loans.clear()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.destroy()
+
+    def __del__(self) -> None:
+        if getattr(self, "_s", None) is not None:
+            warnings.warn(f"shmx.Server {self._name!r} was not destroyed", ResourceWarning, stacklevel=2)
+            self.destroy()
+
+    def __repr__(self) -> str:
+        return f"<shmx.Server {self._name!r} {'open' if self._s is not None else 'closed'}>"
+
+
+def serve(name: str, streams: Iterable[Mapping[str, Any]], **kwargs: Any) -> Server:
+    """Create a server or raise (``RegionExistsError``, ``InvalidArgumentError``,
+    ...).  Keyword arguments are those of ``Server.create``."""
+    server = Server()
+    if not server.create(name, streams=streams, **kwargs):
+        raise error_for(server._last_status, server.last_error)
+    return server
