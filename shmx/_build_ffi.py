@@ -15,13 +15,21 @@ ROOT = HERE.parent
 CSRC = ROOT / "csrc"
 SOURCES = ["common.c", "region.c", "server.c", "client.c", "inspector.c", "platform_posix.c"]
 
+
+def _src(path: Path) -> str:
+    # setuptools wants paths relative to the project root (its cwd); a
+    # direct run compiles from a temporary directory and needs them absolute.
+    direct = __name__ == "__main__"
+    return str(path) if direct or Path.cwd().resolve() != ROOT else os.path.relpath(path, ROOT)
+
+
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "_cdef.h").read_text())
 ffibuilder.set_source(
     "shmx._shmx",
     '#include "shmx.h"\n',
-    sources=[str(CSRC / s) for s in SOURCES],
-    include_dirs=[str(CSRC / "include"), str(CSRC)],
+    sources=[_src(CSRC / s) for s in SOURCES],
+    include_dirs=[_src(CSRC / "include"), _src(CSRC)],
     extra_compile_args=["-std=gnu99", "-O2", "-fvisibility=hidden", "-Wall"],
 )
 
@@ -32,4 +40,7 @@ if __name__ == "__main__":
 
     with tempfile.TemporaryDirectory() as tmp:
         built = ffibuilder.compile(tmpdir=tmp, verbose=False)
-        shutil.copy(built, HERE / Path(built).name)
+        # Replace atomically: processes that have the old file mapped keep it.
+        staged = HERE / (Path(built).name + ".new")
+        shutil.copy(built, staged)
+        os.replace(staged, HERE / Path(built).name)

@@ -1,0 +1,52 @@
+"""Shared fixtures: unique region names, and a check that no test leaves
+anything in the shared-memory directory."""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Callable, Iterator, List
+
+import pytest
+
+SHM_DIR = os.environ.get("SHMX_DIR") or "/dev/shm"
+PREFIX = "shmxtest-"
+
+
+def _ours() -> List[str]:
+    try:
+        return sorted(f for f in os.listdir(SHM_DIR) if f.startswith(PREFIX))
+    except FileNotFoundError:
+        return []
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``unique_name("cam")`` -> ``"shmxtest-cam-<8 hex>"``; every name a test
+    makes is removed afterwards (the test should have cleaned up already)."""
+    made: List[str] = []
+
+    def make(tag: str = "r") -> str:
+        name = f"{PREFIX}{tag}-{uuid.uuid4().hex[:10]}"
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        for f in os.listdir(SHM_DIR) if os.path.isdir(SHM_DIR) else []:
+            if f == name or f.startswith(name + "~"):
+                os.unlink(os.path.join(SHM_DIR, f))
+
+
+@pytest.fixture
+def name(unique_name: Callable[[str], str]) -> str:
+    """One unique region name."""
+    return unique_name("t")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_leftovers() -> Iterator[None]:
+    """Fail the session if tests left regions behind."""
+    before = set(_ours())
+    yield
+    left = set(_ours()) - before
+    assert not left, f"tests left regions in {SHM_DIR}: {sorted(left)}"
