@@ -21,8 +21,10 @@ def _ours() -> List[str]:
 
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """``unique_name("cam")`` -> ``"shmxtest-cam-<8 hex>"``; every name a test
-    makes is removed afterwards (the test should have cleaned up already)."""
+    """``unique_name("cam")`` -> ``"shmxtest-cam-<10 hex>"``.  A region of
+    that name still present after the test is removed and fails the test
+    (tests that deliberately leave one, e.g. after kill -9, set
+    ``request.node.allow_leftovers = True``)."""
     made: List[str] = []
 
     def make(tag: str = "r") -> str:
@@ -31,10 +33,14 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
         return name
 
     yield make
+    left = []
     for name in made:
         for f in os.listdir(SHM_DIR) if os.path.isdir(SHM_DIR) else []:
             if f == name or f.startswith(name + "~"):
                 os.unlink(os.path.join(SHM_DIR, f))
+                left.append(f)
+    if left and not getattr(request.node, "allow_leftovers", False):
+        pytest.fail(f"{request.node.name} left regions behind: {left}")
 
 
 @pytest.fixture
