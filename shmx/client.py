@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 from ._common import encode_name, header_dict, open_options, streams_list
 from ._shmx import ffi, lib
 from .errors import error_for, status_message
+from .inspector import Inspector
 
 _latest = lib.shmx_client_latest
 _next = lib.shmx_client_next
@@ -156,7 +157,12 @@ class Client:
             st = _wait(self._c, max(int(left * 1e9), 0))
             if st == 0:
                 return True
-            if st != lib.SHMX_ETIMEDOUT:
+            if st == lib.SHMX_ECLOSED:
+                # The server is gone: follow a new server that takes the name.
+                if self._follow_new_server():
+                    continue
+                time.sleep(max(min(0.01, left), 0.0))
+            elif st != lib.SHMX_ETIMEDOUT:
                 self._fail(st)
                 return False
             if deadline is not None and time.monotonic() >= deadline:
@@ -164,6 +170,43 @@ class Client:
                 return False
         self._fail(lib.SHMX_EINVAL)
         return False
+
+    def reconnect(self) -> bool:
+        """Re-open the region by name, e.g. after its server was replaced:
+        the new server's session and schema are picked up.  On failure the
+        current connection is kept and False is returned."""
+        if not self._name:
+            self.last_error = "reconnect: client was never opened"
+            return False
+        opt, keep = open_options(self._shm_dir)
+        out = ffi.new("shmx_client **")
+        st = lib.shmx_client_open(encode_name(self._name), opt, out)
+        del keep
+        if st != 0:
+            self.last_error = status_message(st)
+            self._last_status = st
+            return False
+        self.close()
+        self._adopt(out[0])
+        return True
+
+    def _follow_new_server(self) -> bool:
+        """Reconnect when a live server with another session holds our name."""
+        insp = Inspector()
+        try:
+            if not insp.open(self._name, shm_dir=self._shm_dir):
+                return False
+            h = insp.get_header_info()
+        finally:
+            insp.close()
+        if h.get("session_id") == self.session_id or h.get("owner_alive") is False:
+            return False
+        return self.reconnect()
+
+    @property
+    def session_id(self) -> int:
+        """Session id of the connected server (changes when it is replaced)."""
+        return self.get_header_info().get("session_id", 0)
 
     def frames(self, timeout: Optional[float] = None) -> Iterator[Frame]:
         """Iterate over new frames as they are published (each once; a slow
