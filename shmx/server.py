@@ -186,8 +186,11 @@ class Server:
         the frame would exceed ``frame_bytes_cap``, the stream is already in
         the frame, or the handle is finished or foreign."""
         try:
-            buf = _from_buffer(data)
-            st = _append(self._s, frame_handle, stream_id, buf, len(buf), elem_count)
+            if data.__class__ is bytes:  # cffi passes bytes as a pointer, no copy
+                st = _append(self._s, frame_handle, stream_id, data, len(data), elem_count)
+            else:
+                buf = _from_buffer(data)
+                st = _append(self._s, frame_handle, stream_id, buf, len(buf), elem_count)
         except (TypeError, ValueError, OverflowError, BufferError) as exc:
             self.last_error = f"append_stream: {self._arg_error(exc, frame_handle, data)}"
             return False
