@@ -415,15 +415,22 @@ static shmx_status reserve_stream(shmx_server *s, uint64_t frame, uint32_t strea
                          "%s: stream %u ('%s'): %llu bytes given, %u elements x %u bytes_per_elem = %llu",
                          what, stream_id, e->name, (unsigned long long)bytes, elem_count,
                          e->info.bytes_per_elem, (unsigned long long)want);
-    if (bytes > (uint64_t)s->r.user_frame_cap - s->user_used)
-        return shmx_fail(SHMX_ETOOBIG,
-                         "%s: stream %u ('%s'): the frame would hold %llu bytes, frame_bytes_cap is %u",
-                         what, stream_id, e->name, (unsigned long long)(s->user_used + bytes),
-                         s->r.user_frame_cap);
+    /* The limit is the slot, not the running sum of user bytes: the slot holds
+     * frame_bytes_cap plus SHMX_FRAMING_PER_STREAM per schema stream, and a few
+     * small streams next to one that fills frame_bytes_cap (the documented 1.0.1
+     * video example: 1920*1080*3 pixels + width + height, frame_bytes_cap =
+     * 1920*1080*3) fit in the framing room the big one leaves.  Counting user
+     * bytes strictly refused that example.  One stream over the cap never fits. */
+    if (bytes > s->r.user_frame_cap)
+        return shmx_fail(SHMX_ETOOBIG, "%s: stream %u ('%s') is %llu bytes, frame_bytes_cap is %u",
+                         what, stream_id, e->name, (unsigned long long)bytes, s->r.user_frame_cap);
     uint64_t need = shmx_align64(sizeof(shmx_tlv_head) + sizeof(shmx_frame_stream_head) + bytes, SHMX_TLV_ALIGN);
     if (need > (uint64_t)s->r.slot_payload_cap - s->used)
-        return shmx_fail(SHMX_EFULL, "%s: stream %u ('%s') does not fit in the slot (schema grew after create?)",
-                         what, stream_id, e->name);
+        return shmx_fail(SHMX_ETOOBIG,
+                         "%s: stream %u ('%s'): the frame would hold %llu bytes of data, more than "
+                         "frame_bytes_cap %u and its framing room allow",
+                         what, stream_id, e->name, (unsigned long long)(s->user_used + bytes),
+                         s->r.user_frame_cap);
     uint8_t *p = shmx_slot_payload(&s->r, s->cur_slot) + s->used;
     shmx_tlv_head tlv = {SHMX_TLV_FRAME_STREAM, (uint32_t)(sizeof(shmx_frame_stream_head) + bytes)};
     shmx_frame_stream_head fs = {stream_id, elem_count, (uint32_t)bytes, 0};
