@@ -86,7 +86,10 @@ shmx_status shmx_plat_open(const char *path, int writable, shmx_map *out)
 {
     memset(out, 0, sizeof *out);
     out->fd = -1;
-    int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO (or device) under the region's name must not hang
+     * the open; it is refused as "not a regular file" below, and the flag
+     * is cleared again for a real region. */
+    int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT) return shmx_fail(SHMX_ENOENT, "no region '%s'", path);
@@ -102,6 +105,7 @@ shmx_status shmx_plat_open(const char *path, int writable, shmx_map *out)
         close(fd);
         return shmx_fail(SHMX_ECORRUPT, "'%s' is not a regular file", path);
     }
+    (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     if ((uint64_t)st.st_size < 128u) {
         close(fd);
         return shmx_fail(SHMX_ECORRUPT, "'%s' is %lld bytes, too small for a shmx region", path,
