@@ -36,6 +36,7 @@ class Server:
         self._ids: Dict[str, int] = {}
         self._bpe: Dict[int, int] = {}
         self._loans: List[memoryview] = []
+        self._loaned_arrays: List[Any] = []
         self._name = ""
         self.last_error: str = ""
 
@@ -218,6 +219,18 @@ class Server:
         self._loans.append(view)
         return view
 
+    def loan_array(self, frame_handle: Any, stream_id: int, elem_count: int) -> Any:
+        """``loan()`` as a writable numpy array shaped by the schema
+        (``(elem_count, components)``, or ``(elem_count,)``).  At publish
+        the array is made read-only, so a late write raises ``ValueError``
+        (views you sliced from it yourself are not tracked).  Needs numpy."""
+        from ._numpy import stream_array
+        view = self.loan(frame_handle, stream_id, elem_count)
+        spec = next((s for s in self.get_streams_info() if s["id"] == stream_id), None)
+        arr = stream_array(view, elem_count, spec)
+        self._loaned_arrays.append(arr)
+        return arr
+
     def publish_frame(self, frame_handle: Any, sim_time: float) -> bool:
         """Make the frame visible to readers and wake waiting ones.  Never
         blocks.  False when the handle is finished or foreign."""
@@ -367,6 +380,9 @@ class Server:
         return str(exc)
 
     def _revoke_loans(self) -> None:
+        for arr in self._loaned_arrays:
+            arr.flags.writeable = False
+        self._loaned_arrays.clear()
         for view in self._loans:
             try:
                 view.release()

@@ -1,0 +1,376 @@
+"""Waiting, in-order reads, zero-copy publish, numpy, Pythonic forms, asyncio:
+each across real processes where the feature is about processes."""
+from __future__ import annotations
+
+import asyncio
+import gc
+import multiprocessing as mp
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+
+import shmx
+
+np = pytest.importorskip("numpy")
+SPAWN = mp.get_context("spawn")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def specs():
+    return [shmx.create_stream_spec(1, "seq", shmx.DT_U64, 1, 8),
+            shmx.create_stream_spec(2, "pos", shmx.DT_F32, 3, 12),
+            shmx.create_stream_spec(3, "img", shmx.DT_U8, 1, 1)]
+
+
+def _publish_later(name: str, delay: float, values: list) -> None:
+    """Child: create the region after `delay`, publish `values`, leave."""
+    time.sleep(delay)
+    server = shmx.serve(name, specs())
+    try:
+        for v in values:
+            server.publish({"seq": struct.pack("<Q", v)}, sim_time=float(v))
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        server.destroy()
+
+
+def _producer_on_cue(name: str, ready, waiting, done) -> None:
+    server = shmx.serve(name, specs())
+    try:
+        ready.set()
+        assert waiting.wait(10)
+        time.sleep(0.2)  # let the consumer go to sleep in the kernel
+        server.publish({"seq": struct.pack("<Q", 7)})
+        assert done.wait(10)
+    finally:
+        server.destroy()
+
+
+def test_wait_frame_woken_by_producer_in_other_process(name):
+    ready, waiting, done = SPAWN.Event(), SPAWN.Event(), SPAWN.Event()
+    proc = SPAWN.Process(target=_producer_on_cue, args=(name, ready, waiting, done))
+    proc.start()
+    try:
+        assert ready.wait(20)
+        with shmx.connect(name) as client:
+            assert client.wait_frame(timeout=0.05) is None  # nothing yet: times out
+            waiting.set()
+            frame = client.wait_frame(timeout=10)  # sleeps until the other process publishes
+            assert frame is not None
+            assert struct.unpack("<Q", frame["seq"]["data"])[0] == 7
+        done.set()
+    finally:
+        done.set()
+        proc.join(20)
+    assert proc.exitcode == 0
+
+
+def _ask_over_control(name: str, delay: float, values: list) -> None:
+    """Child: a consumer asking the producer for values over control."""
+    time.sleep(delay)
+    with shmx.connect(name, timeout=5) as c:
+        for v in values:
+            assert c.send_control(0x7, struct.pack("<Q", v))
+
+
+def test_wait_control_and_wait_frame_round_trip(name):
+    """A consumer process asks (control), the producer waits for it with
+    wait_control and answers with a frame the consumer waits for."""
+    server = shmx.serve(name, specs())
+    client = shmx.connect(name)
+    try:
+        proc = SPAWN.Process(target=_ask_over_control, args=(name, 0.2, [11]))
+        proc.start()
+        assert server.wait_control(timeout=10)
+        msgs = []
+        deadline = time.monotonic() + 5
+        while not msgs and time.monotonic() < deadline:
+            msgs = server.poll_control()
+        assert [struct.unpack("<Q", m["data"])[0] for m in msgs] == [11]
+        server.publish({"seq": msgs[0]["data"]})
+        frame = client.wait_frame(timeout=5)
+        assert frame is not None and bytes(frame["seq"]["data"]) == msgs[0]["data"]
+        proc.join(10)
+        assert proc.exitcode == 0
+    finally:
+        client.close()
+        server.destroy()
+
+
+def test_wait_control_times_out(name):
+    with shmx.serve(name, specs()) as server:
+        assert server.wait_control(timeout=0.05) is False
+
+
+def test_connect_waits_for_server_to_appear(name):
+    proc = SPAWN.Process(target=_publish_later, args=(name, 0.3, [1, 2, 3, 4, 5, 6]))
+    proc.start()
+    try:
+        client = shmx.connect(name, timeout=10)
+        with client:
+            frame = client.wait_frame(timeout=10)
+            assert frame is not None
+            assert struct.unpack("<Q", frame["seq"]["data"])[0] >= 1
+    finally:
+        proc.join(15)
+    assert proc.exitcode == 0
+
+
+def test_connect_timeout_raises_builtin_compatible(name):
+    with pytest.raises(FileNotFoundError) as info:
+        shmx.connect(name, timeout=0.05)
+    assert isinstance(info.value, shmx.RegionNotFoundError)
+    assert name in str(info.value)
+
+
+def test_serve_on_live_name_raises_file_exists(name):
+    with shmx.serve(name, specs()):
+        with pytest.raises(FileExistsError) as info:
+            shmx.serve(name, specs())
+        assert str(os.getpid()) in str(info.value)
+        assert isinstance(info.value, shmx.ShmxError)
+
+
+def test_serve_bad_config_raises_value_error(name):
+    with pytest.raises(ValueError):
+        shmx.serve(name, specs(), slots=0)
+
+
+def test_frames_iterator_yields_each_new_frame_once(name):
+    with shmx.serve(name, specs()) as server, shmx.connect(name) as client:
+        seen = []
+        for i in range(1, 6):
+            server.publish({"seq": struct.pack("<Q", i)})
+            frame = next(client.frames(timeout=2))
+            seen.append(frame["__metadata__"]["frame_id"])
+        assert seen == [1, 2, 3, 4, 5]
+        # No new frame: the iterator ends at the timeout instead of repeating.
+        assert list(client.frames(timeout=0.05)) == []
+
+
+def test_read_next_reports_exact_drops(name):
+    with shmx.serve(name, specs(), slots=4) as server, shmx.connect(name) as client:
+        server.publish({"seq": struct.pack("<Q", 1)})
+        first = client.read_next()
+        assert first["__metadata__"]["frame_id"] == 1
+        # Frames 2..11.  Our pin keeps frame 1's slot, so the writer cycles
+        # through the other 3 slots: 9, 10, 11 survive, 2..8 are lost.
+        for i in range(2, 12):
+            server.publish({"seq": struct.pack("<Q", i)})
+        assert struct.unpack("<Q", first["seq"]["data"])[0] == 1  # pinned: intact
+        nxt = client.read_next()
+        meta = nxt["__metadata__"]
+        assert meta["frame_id"] == 9 and meta["dropped"] == 7
+        ids = [meta["frame_id"]]
+        while True:
+            f = client.read_next()
+            if f is None:
+                break
+            assert f["__metadata__"]["dropped"] == 0
+            ids.append(f["__metadata__"]["frame_id"])
+        assert ids == [9, 10, 11]
+
+
+def test_wait_next_gets_every_frame_in_order(name):
+    with shmx.serve(name, specs(), slots=8) as server, shmx.connect(name) as client:
+        server.publish({"seq": struct.pack("<Q", 0)})
+        assert client.wait_next(timeout=1)["__metadata__"]["frame_id"] == 1
+        for i in range(1, 6):
+            server.publish({"seq": struct.pack("<Q", i)})
+        got = [client.wait_next(timeout=1)["__metadata__"]["frame_id"] for _ in range(5)]
+        assert got == [2, 3, 4, 5, 6]
+        assert client.wait_next(timeout=0.05) is None
+
+
+def test_loan_zero_copy_publish_and_refusal_after_publish(name):
+    with shmx.serve(name, specs(), frame_bytes_cap=1 << 20) as server, shmx.connect(name) as client:
+        frame = server.begin_frame()
+        view = server.loan(frame, 3, 4096)
+        assert len(view) == 4096 and not view.readonly
+        view[:] = bytes(range(256)) * 16
+        assert server.publish_frame(frame, 1.5)
+        with pytest.raises(ValueError):  # released at publish
+            view[0] = 1
+        got = client.get_latest_frame()
+        assert bytes(got["img"]["data"]) == bytes(range(256)) * 16
+        # A finished handle cannot lend.
+        with pytest.raises(ValueError) as info:
+            server.loan(frame, 3, 16)
+        assert "finished" in str(info.value)
+        # A handle of another server neither.
+        other = shmx.Server()
+        try:
+            assert other.create(name + "-b", streams=specs())
+            foreign = other.begin_frame()
+            with pytest.raises(shmx.InvalidArgumentError) as info:
+                server.loan(foreign, 3, 16)
+            assert "another server" in str(info.value)
+        finally:
+            other.destroy()
+
+
+def test_loan_array_shaped_by_schema_and_frozen_after_publish(name):
+    with shmx.serve(name, specs()) as server, shmx.connect(name) as client:
+        frame = server.begin_frame()
+        pos = server.loan_array(frame, 2, 100)
+        assert pos.shape == (100, 3) and pos.dtype == np.float32
+        pos[:] = np.arange(300, dtype=np.float32).reshape(100, 3)
+        assert server.publish_frame(frame, 0.0)
+        with pytest.raises(ValueError):
+            pos[0, 0] = 5
+        arrays = client.get_latest_arrays()
+        assert arrays["pos"].shape == (100, 3)
+        assert np.array_equal(arrays["pos"], np.arange(300, dtype=np.float32).reshape(100, 3))
+        assert not arrays["pos"].flags.writeable
+
+
+def test_publish_dict_by_id_and_name_and_errors(name):
+    with shmx.serve(name, specs()) as server, shmx.connect(name) as client:
+        server.publish({1: struct.pack("<Q", 5), "pos": np.ones((2, 3), np.float32)}, 2.0)
+        f = client.get_latest_frame()
+        assert f["pos"]["elem_count"] == 2 and f["__metadata__"]["sim_time"] == 2.0
+        with pytest.raises(ValueError) as info:
+            server.publish({"nope": b"x"})
+        assert "nope" in str(info.value)
+        with pytest.raises(ValueError):
+            server.publish({"pos": b"12345"})  # not a whole number of 12-byte elements
+        with pytest.raises(ValueError):
+            server.publish({"img": b"x" * 70000})  # over frame_bytes_cap
+
+
+def test_numpy_arrays_typed_read_only(name):
+    streams = [shmx.create_stream_spec(i + 1, n, code, comps, bpe) for i, (n, code, comps, bpe) in
+               enumerate([("b", shmx.DT_BOOL, 1, 1), ("i16", shmx.DT_I16, 2, 4),
+                          ("u32", shmx.DT_U32, 1, 4), ("f64", shmx.DT_F64, 4, 32),
+                          ("h", shmx.DT_F16, 1, 2), ("bf", shmx.DT_BF16, 1, 2),
+                          ("rec", shmx.DT_U8, 1, 6)])]
+    data = {"b": np.array([1, 0, 1], np.bool_), "i16": np.arange(6, dtype=np.int16),
+            "u32": np.arange(5, dtype=np.uint32), "f64": np.arange(8, dtype=np.float64),
+            "h": np.array([1.5, 2.5], np.float16), "bf": np.array([0x3F80], np.uint16),
+            "rec": np.arange(12, dtype=np.uint8)}
+    with shmx.serve(name, streams) as server, shmx.connect(name) as client:
+        server.publish(data)
+        arrs = client.get_latest_arrays()
+        assert arrs["b"].dtype == np.bool_ and arrs["b"].tolist() == [True, False, True]
+        assert arrs["i16"].shape == (3, 2) and arrs["i16"].dtype == np.int16
+        assert arrs["u32"].shape == (5,) and arrs["u32"].dtype == np.uint32
+        assert arrs["f64"].shape == (2, 4) and arrs["f64"][1, 3] == 7.0
+        assert arrs["h"].dtype == np.float16 and arrs["h"].tolist() == [1.5, 2.5]
+        assert arrs["bf"].dtype == np.uint16  # bf16 as bit patterns
+        assert arrs["rec"].shape == (2, 6)  # bytes_per_elem != components * itemsize
+        for a in arrs.values():
+            if hasattr(a, "flags"):
+                assert not a.flags.writeable
+
+
+def test_unclosed_objects_warn(name):
+    server = shmx.serve(name, specs())
+    client = shmx.connect(name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del client
+        gc.collect()
+        del server
+        gc.collect()
+    kinds = [w.category for w in caught]
+    assert kinds.count(ResourceWarning) == 2
+    assert not os.path.exists(os.path.join(shmx.default_shm_dir(), name))
+
+
+def test_asyncio_frames_do_not_block_the_loop(name):
+    async def main():
+        server = shmx.serve(name, specs())
+        client = shmx.connect(name)
+        ticks = 0
+        got = []
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        async def producer():
+            for i in range(1, 4):
+                await asyncio.sleep(0.1)
+                server.publish({"seq": struct.pack("<Q", i)})
+
+        t = asyncio.create_task(ticker())
+        p = asyncio.create_task(producer())
+        try:
+            async for frame in client.aframes(timeout=2):
+                got.append(struct.unpack("<Q", frame["seq"]["data"])[0])
+                if len(got) == 3:
+                    break
+            assert await client.await_frame(timeout=0.05) is None
+        finally:
+            t.cancel()
+            await p
+            client.close()
+            server.destroy()
+        return ticks, got
+
+    ticks, got = asyncio.run(main())
+    assert got == [1, 2, 3]
+    assert ticks > 10  # the loop kept running while we waited
+
+
+CTRL_C_CHILD = r"""
+import sys, time, shmx
+server = shmx.serve(sys.argv[1], [shmx.create_stream_spec(1, "x", shmx.DT_U8, 1, 1)])
+client = shmx.connect(sys.argv[1])
+print("waiting", flush=True)
+try:
+    client.wait_frame(timeout=None)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+finally:
+    client.close()
+    server.destroy()
+"""
+
+
+def test_ctrl_c_interrupts_a_blocked_wait(name):
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD, name], stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    try:
+        assert proc.stdout.readline().strip() == "waiting"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "interrupted" in out
+    assert proc.returncode == 0
+
+
+def test_waiting_on_a_region_without_extension_polls(name, tmp_path):
+    """A region that lacks our extension block (as shmx 1.0.1 makes them) is
+    read by polling: waiting still works, just without the futex."""
+    d = str(tmp_path)
+    server = shmx.Server()
+    assert server.create(name, streams=specs(), shm_dir=d, checksum="always")
+    path = os.path.join(d, name)
+    with open(path, "r+b") as f:  # hide the extension from new readers
+        f.seek(128)
+        f.write(b"\0" * 8)
+    client = shmx.Client()
+    try:
+        assert client.open(name, shm_dir=d)
+        assert client.get_header_info()["extended"] is False
+        server.publish({"seq": struct.pack("<Q", 9)})
+        frame = client.wait_frame(timeout=5)
+        assert frame is not None and struct.unpack("<Q", frame["seq"]["data"])[0] == 9
+        assert client.wait_frame(timeout=0.05) is None
+    finally:
+        client.close()
+        server.destroy()
