@@ -86,7 +86,11 @@ static void detach(shmx_client *c)
     shmx_region *r = &c->r;
     if (c->reader_index != NO_SLOT) {
         shmx_reader_slot *rs = shmx_reader_at(r, c->reader_index);
-        shmx_store_relaxed64(&rs->reader_id, 0);
+        /* reader_id is kept (in_use = 0 is what frees the slot): the server
+         * names a control message's sender from it, and a message sent just
+         * before close() is usually polled after it; zeroing it reported
+         * such messages as coming from reader 0.  The next attacher
+         * overwrites it. */
         shmx_store_relaxed64(&rs->heartbeat, 0);
         shmx_store_relaxed64(&rs->last_frame_seen, 0);
         if (r->ext) {
@@ -304,10 +308,12 @@ shmx_status shmx_client_latest(shmx_client *c, shmx_frame_info *out)
         if (!pin_slot(c, slot)) continue; /* being rewritten: look again */
         shmx_frame_header *fh = shmx_slot_header(r, slot);
         uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
-        if (fid == 0 || fh->session_id_copy != r->session_id || fid <= c->last_id) {
+        /* fid < last_id: write_index lags a frame read_next already found;
+         * keep what we have rather than go back in time. */
+        if (fid == 0 || fh->session_id_copy != r->session_id || fid < c->last_id) {
             unpin(c, slot);
             if (c->pinned_slot != NO_SLOT) return return_current(c, out);
-            if (fid != 0 && fid <= c->last_id) continue;
+            if (fid != 0 && fid < c->last_id) continue;
             return shmx_fail(SHMX_EAGAIN, "'%s': no frame published yet", r->name);
         }
         st = take_slot(c, slot, fid, 0);
