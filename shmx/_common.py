@@ -156,10 +156,16 @@ def readers_list(fn: Any, handle: Any, capacity: int) -> List[Dict[str, Any]]:
 def encode_name(name: Any) -> bytes:
     """A region name as bytes for C (str or bytes accepted)."""
     if isinstance(name, bytes):
-        return name
-    if not isinstance(name, str):
+        raw = name
+    elif isinstance(name, str):
+        raw = name.encode("utf-8")
+    else:
         raise TypeError(f"region name must be str, not {type(name).__name__}")
-    return name.encode("utf-8")
+    # C sees the name only up to the first NUL: "cam\0x" would silently
+    # become "cam", so refuse it here.
+    if b"\0" in raw:
+        raise ValueError(f"region name {name!r} contains a NUL character")
+    return raw
 
 
 def open_options(shm_dir: Optional[str]) -> Any:

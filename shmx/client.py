@@ -15,6 +15,10 @@ from .inspector import Inspector
 _latest = lib.shmx_client_latest
 _next = lib.shmx_client_next
 _wait = lib.shmx_client_wait
+# cffi refuses None for a handle argument: before open() or after close()
+# pass NULL, so the call returns None/False with last_error set instead of
+# raising TypeError.
+_NULL = ffi.NULL
 
 Frame = Dict[str, Any]
 # shmx_frame_info: struct_size, payload_bytes, tlv_count, stream_count,
@@ -61,7 +65,7 @@ class Client:
         self.close()
         try:
             raw = encode_name(name)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             self.last_error = f"open: {exc}"
             self._last_status = lib.SHMX_EINVAL
             return False
@@ -126,7 +130,7 @@ class Client:
         views point into shared memory (zero copy, read-only) and stay valid
         until this client's next read or ``close()``.  Never torn; never
         older than a frame this client returned before."""
-        st = _latest(self._c, self._fi)
+        st = _latest(self._c or _NULL, self._fi)
         if st != 0:
             self._fail(st)
             return None
@@ -137,7 +141,7 @@ class Client:
         None when there is none yet.  ``frame['__metadata__']['dropped']``
         counts frames the ring overwrote before this client could read them
         (0 when none was lost).  The first call returns the latest frame."""
-        st = _next(self._c, self._fi)
+        st = _next(self._c or _NULL, self._fi)
         if st != 0:
             self._fail(st)
             return None
@@ -302,7 +306,7 @@ class Client:
         the ring, or the client is not open."""
         try:
             buf = ffi.from_buffer(data)
-            st = lib.shmx_client_send_control(self._c, type, buf, len(buf))
+            st = lib.shmx_client_send_control(self._c or _NULL, type, buf, len(buf))
         except (TypeError, ValueError, OverflowError) as exc:
             self.last_error = f"send_control: {exc}"
             self._last_status = lib.SHMX_EINVAL
@@ -324,7 +328,7 @@ class Client:
 
     def refresh_static(self) -> bool:
         """Re-read the static directory (after the server appended to it)."""
-        st = lib.shmx_client_refresh_static(self._c)
+        st = lib.shmx_client_refresh_static(self._c or _NULL)
         if st != 0:
             self._fail(st)
             return False

@@ -25,7 +25,7 @@ class Inspector:
         self.close()
         try:
             raw = encode_name(name)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             self.last_error = f"open: {exc}"
             self._last_status = lib.SHMX_EINVAL
             return False

@@ -15,6 +15,10 @@ _append = lib.shmx_server_append
 _begin = lib.shmx_server_begin_frame
 _publish = lib.shmx_server_publish
 _from_buffer = ffi.from_buffer
+# cffi refuses None for a handle argument: calls made before create() or
+# after destroy() pass NULL instead, so the C library reports the refusal
+# (False/None plus last_error) rather than Python raising TypeError.
+_NULL = ffi.NULL
 
 StreamKey = Union[int, str]
 
@@ -173,7 +177,7 @@ class Server:
         was never published is abandoned."""
         if self._loans:
             self._revoke_loans()
-        st = _begin(self._s, self._token)
+        st = _begin(self._s or _NULL, self._token)
         if st != 0:
             self._set_error(st)
             return None
@@ -188,10 +192,10 @@ class Server:
         the frame, or the handle is finished or foreign."""
         try:
             if data.__class__ is bytes:  # cffi passes bytes as a pointer, no copy
-                st = _append(self._s, frame_handle, stream_id, data, len(data), elem_count)
+                st = _append(self._s or _NULL, frame_handle, stream_id, data, len(data), elem_count)
             else:
                 buf = _from_buffer(data)
-                st = _append(self._s, frame_handle, stream_id, buf, len(buf), elem_count)
+                st = _append(self._s or _NULL, frame_handle, stream_id, buf, len(buf), elem_count)
         except (TypeError, ValueError, OverflowError, BufferError) as exc:
             self.last_error = f"append_stream: {self._arg_error(exc, frame_handle, data)}"
             return False
@@ -207,7 +211,7 @@ class Server:
         begin_frame; using it afterwards raises ``ValueError``."""
         ptr = ffi.new("void **")
         try:
-            st = lib.shmx_server_loan(self._s, frame_handle, stream_id, elem_count, ptr)
+            st = lib.shmx_server_loan(self._s or _NULL, frame_handle, stream_id, elem_count, ptr)
         except (TypeError, OverflowError) as exc:
             raise error_for(lib.SHMX_EINVAL, f"loan: {self._arg_error(exc, frame_handle, b'')}") from None
         if st != 0:
@@ -235,7 +239,7 @@ class Server:
         """Make the frame visible to readers and wake waiting ones.  Never
         blocks.  False when the handle is finished or foreign."""
         try:
-            st = _publish(self._s, frame_handle, sim_time)
+            st = _publish(self._s or _NULL, frame_handle, sim_time)
         except (TypeError, OverflowError) as exc:
             self.last_error = f"publish_frame: {self._arg_error(exc, frame_handle, b'')}"
             return False
@@ -277,7 +281,7 @@ class Server:
             n = len(buf) if size is None else size
             if not 0 <= n <= len(buf):
                 raise ValueError(f"size {n} is outside the {len(buf)}-byte buffer")
-            st = lib.shmx_server_write_static(self._s, buf, n)
+            st = lib.shmx_server_write_static(self._s or _NULL, buf, n)
         except (TypeError, ValueError, OverflowError) as exc:
             self.last_error = f"write_static_append: {exc}"
             return False
@@ -321,6 +325,7 @@ class Server:
                 return False
             if deadline is not None and time.monotonic() >= deadline:
                 return False
+        self._set_error(lib.SHMX_ECLOSED)  # not created, or destroyed: say so
         return False
 
     # -------------------------------------------------------------- readers
@@ -338,7 +343,7 @@ class Server:
         ``timeout_ticks``.  Returns how many were freed."""
         out = ffi.new("uint32_t *")
         try:
-            st = lib.shmx_server_reap_stale_readers(self._s, now_ticks, timeout_ticks, out)
+            st = lib.shmx_server_reap_stale_readers(self._s or _NULL, now_ticks, timeout_ticks, out)
         except (TypeError, OverflowError) as exc:
             self.last_error = f"reap_stale_readers: {exc}"
             return 0
