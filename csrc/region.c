@@ -6,6 +6,8 @@
 #include <stdlib.h>
 
 #define MAX_READER_SLOTS_ANY 4096u /* legacy regions; ours are <= 64 */
+#define MAX_SLOTS_ANY 65536u       /* what shmx_server_create accepts */
+#define MAX_SCHEMA_STREAMS 65536u  /* a directory claiming more is hostile */
 
 shmx_status shmx_region_open(shmx_region *r, const char *name, const shmx_open_options *opt,
                              int writable)
@@ -73,6 +75,9 @@ shmx_status shmx_region_validate(shmx_region *r)
     g.control_stride = gh->control_stride;
 
     if (g.slots == 0) return BAD("'%s' has 0 frame slots", r->path);
+    /* Readers scan every slot on each read: a huge count would only be
+     * a way to make them spin. */
+    if (g.slots > MAX_SLOTS_ANY) return BAD("'%s' has %u frame slots", r->path, g.slots);
     if (g.slot_payload_cap == 0) return BAD("'%s' has frame_bytes_cap 0", r->path);
     if ((uint64_t)g.slot_stride < SHMX_FRAME_HEADER_BYTES + (uint64_t)g.slot_payload_cap)
         return BAD("'%s': slot_stride %u cannot hold frame_bytes_cap %u", r->path, g.slot_stride,
@@ -80,6 +85,12 @@ shmx_status shmx_region_validate(shmx_region *r)
     if ((g.slot_stride | g.slots_offset | g.readers_offset | g.reader_stride | g.static_offset |
          g.control_offset | g.control_stride) & 7u)
         return BAD("'%s': an area offset or stride is not 8-byte aligned", r->path);
+    /* Readers write their slot, clients their ring, the producer its
+     * frames: none of them may land on the header everyone reads. */
+    if (g.slots_offset < sizeof(shmx_global_header) ||
+        (g.reader_slots && g.readers_offset < sizeof(shmx_global_header)) ||
+        (g.control_per_reader && g.reader_slots && g.control_offset < sizeof(shmx_global_header)))
+        return BAD("'%s': an area overlaps the header", r->path);
     if (!area_fits(g.slots_offset, g.slots, g.slot_stride, size))
         return BAD("'%s': %u slots of %u bytes at %u exceed the %llu-byte region", r->path,
                    g.slots, g.slot_stride, g.slots_offset, (unsigned long long)size);
@@ -106,6 +117,11 @@ shmx_status shmx_region_validate(shmx_region *r)
             if (g.reader_slots > SHMX_MAX_READER_SLOTS)
                 return BAD("'%s': %u reader slots, a shmx region has at most %d", r->path,
                            g.reader_slots, SHMX_MAX_READER_SLOTS);
+            /* Nothing may overlap the extension block we are about to use. */
+            if (g.slots_offset < SHMX_MIN_STATIC_OFFSET ||
+                (g.reader_slots && g.readers_offset < SHMX_MIN_STATIC_OFFSET) ||
+                (g.control_per_reader && g.reader_slots && g.control_offset < SHMX_MIN_STATIC_OFFSET))
+                return BAD("'%s': an area overlaps the header", r->path);
             g.ext = ext;
             uint32_t ucap = ext->user_frame_cap;
             if (ucap && ucap <= g.slot_payload_cap) g.user_frame_cap = ucap;
@@ -140,6 +156,9 @@ static shmx_status schema_parse(const uint8_t *cur, const uint8_t *end, shmx_sch
             if (tlv.length < sizeof d) break;
             memcpy(&d, cur + sizeof tlv, sizeof d);
             if ((uint64_t)d.name_len + d.extra_len > tlv.length - sizeof d) break;
+            if (out->count >= MAX_SCHEMA_STREAMS)
+                return shmx_fail(SHMX_ECORRUPT, "the static directory holds more than %u streams",
+                                 MAX_SCHEMA_STREAMS);
             if (out->count == cap) {
                 uint32_t ncap = cap ? cap * 2 : 8;
                 shmx_schema_entry *ne = realloc(out->e, ncap * sizeof *ne);
@@ -375,6 +394,14 @@ void shmx_reader_reap(const shmx_region *r, uint32_t i)
     /* Claim the slot (1 -> 2) so two reapers never both decrement
      * readers_connected; a legacy attacher only CASes 0 -> 1. */
     if (!shmx_cas32(&rs->in_use, 1u, 2u)) return;
+    /* Between the caller's look and our claim another reaper may have
+     * freed the slot and a new reader taken it (it locks before it sets
+     * in_use): if the slot's lock is held now, it is that live reader's.
+     * A shmx 1.0.1 reader holds no lock, so this never spares one. */
+    if (r->ext && shmx_plat_lock_probe(r->map.fd, SHMX_LOCK_READER(i)) == SHMX_ALIVE) {
+        (void)shmx_cas32(&rs->in_use, 2u, 1u); /* fails only if it already left */
+        return;
+    }
     if (r->ext && i < 64) {
         uint64_t bit = 1ull << i;
         for (uint32_t s = 0; s < r->slots; s++) shmx_fetch_and64(&shmx_slot_header(r, s)->pins, ~bit);

@@ -23,6 +23,7 @@ struct shmx_server {
     int legacy_attached;
     uint64_t publishes;
     uint64_t last_reap_ns;
+    int skipped_pinned;      /* the last claim_slot passed over a pinned slot */
     uint32_t ctl_cursor;
     int closed;
 };
@@ -346,6 +347,7 @@ static shmx_status check_frame(shmx_server *s, uint64_t frame, const char *what)
 }
 
 static uint32_t reap_dead(shmx_server *s);
+#define REAP_AFTER_PIN_NS 100000000ull /* 100 ms */
 
 /* Take a slot for writing.  Handshake with readers (see pin_slot() in
  * client.c): we make the seq odd, full fence, then look at the pins; a
@@ -354,10 +356,14 @@ static uint32_t reap_dead(shmx_server *s);
 static int claim_slot(shmx_server *s)
 {
     const uint32_t n = s->r.slots;
+    s->skipped_pinned = 0;
     for (uint32_t k = 1; k <= n; k++) {
         uint32_t cand = (s->last_slot + k) % n;
         shmx_frame_header *fh = shmx_slot_header(&s->r, cand);
-        if (shmx_load_relaxed64(&fh->pins) != 0) continue;
+        if (shmx_load_relaxed64(&fh->pins) != 0) {
+            s->skipped_pinned = 1;
+            continue;
+        }
         uint64_t seq = shmx_load_relaxed64(&fh->seq); /* only we write it */
         if (SHMX_SEQ_WRITING(seq)) seq++; /* left odd by an abandoned frame */
         shmx_store_relaxed64(&fh->seq, seq + 1);
@@ -366,6 +372,7 @@ static int claim_slot(shmx_server *s)
             /* Nothing was written: give the slot back unchanged.  Release
              * pairs with readers' acquire of seq. */
             shmx_store_release64(&fh->seq, seq);
+            s->skipped_pinned = 1;
             continue;
         }
         s->cur_slot = cand;
@@ -391,6 +398,13 @@ shmx_status shmx_server_begin_frame(shmx_server *s, uint64_t *frame)
                              s->r.slots, s->r.name);
         }
         s->frame_open = 1;
+        /* A pin held by a reader that died (kill -9) would keep its slot out
+         * of the ring forever: when we had to step over a pin, look for dead
+         * readers (rate limited: each look costs a system call per reader). */
+        if (s->skipped_pinned) {
+            uint64_t now = shmx_plat_now_ns();
+            if (now - s->last_reap_ns > REAP_AFTER_PIN_NS) reap_dead(s);
+        }
     }
     /* An unpublished open frame is abandoned: its slot is reused as is. */
     s->used = s->user_used = s->tlv_count = 0;
@@ -603,17 +617,26 @@ shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void
             continue;
         }
         while (rd != wv) {
-            uint64_t off = 16u + rd % ring;
-            if (off + sizeof(shmx_tlv_head) > cap) { rd += cap - off; continue; }
+            /* rd only moves forward by at most what is left, so it meets wv
+             * exactly: a hostile ring can drop its own messages, never make
+             * this loop run away past wv. */
+            const uint64_t left = wv - rd;
+            const uint64_t off = 16u + rd % ring;
+            const uint64_t to_end = cap - off;
+            if (to_end < sizeof(shmx_tlv_head)) { /* no head fits: the writer wrapped */
+                if (to_end > left) { rd = wv; break; }
+                rd += to_end;
+                continue;
+            }
             shmx_tlv_head tlv;
             memcpy(&tlv, c + off, sizeof tlv);
             uint64_t body = shmx_align64(sizeof tlv + (uint64_t)tlv.length, SHMX_TLV_ALIGN);
-            if (off + body > cap) {
-                if (tlv.type == 0) { rd += cap - off; continue; }
+            if (body > to_end) {
+                if (tlv.type == 0 && to_end <= left) { rd += to_end; continue; } /* pad to the end */
                 rd = wv; /* corrupt message: drop the rest of this ring */
                 break;
             }
-            if (body > wv - rd) { rd = wv; break; }
+            if (body > left) { rd = wv; break; }
             if (tlv.type == 0) { rd += body; continue; }
             if (tlv.length > buf_cap || (tlv.length && !buf)) {
                 shmx_store_release64(&h->read, rd);
