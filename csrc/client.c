@@ -86,6 +86,32 @@ static void detach(shmx_client *c)
     shmx_region *r = &c->r;
     if (c->reader_index != NO_SLOT) {
         shmx_reader_slot *rs = shmx_reader_at(r, c->reader_index);
+        /* Claim the slot for clearing (1 -> 2, as shmx_reader_reap does) and
+         * make sure it is still ours.  A reader without a liveness lock (on
+         * a legacy region) can be reaped by heartbeat age while it lives;
+         * freeing its slot again here would wrap readers_connected and
+         * could free the slot of the reader that took it since. */
+        int ours = 0;
+        for (int spin = 0; spin < 1000000; spin++) {
+            if (shmx_cas32(&rs->in_use, 1u, 2u)) {
+                ours = 1;
+                break;
+            }
+            /* 2: a reaper holds the slot while it probes the lock, and
+             * gives it back at once when the lock shows its reader lives. */
+            if (shmx_load_acquire32(&rs->in_use) != 2u) break;
+            shmx_cpu_relax();
+        }
+        if (ours && shmx_load_acquire64(&rs->reader_id) != c->reader_id) {
+            shmx_store_release32(&rs->in_use, 1u); /* someone else's now */
+            ours = 0;
+        }
+        if (!ours) {
+            if (r->ext) shmx_plat_unlock(r->map.fd, SHMX_LOCK_READER(c->reader_index));
+            c->reader_index = NO_SLOT;
+            c->detached = 1;
+            return;
+        }
         /* reader_id is kept (in_use = 0 is what frees the slot): the server
          * names a control message's sender from it, and a message sent just
          * before close() is usually polled after it; zeroing it reported
@@ -433,6 +459,16 @@ shmx_status shmx_client_frame_stream(shmx_client *c, uint32_t index, shmx_stream
 
 /* ---------------------------------------------------------------- control */
 
+static void notify_control(const shmx_region *r)
+{
+    if (!r->ext) return;
+    /* seq_cst bump then seq_cst load of waiters; pairs with the server's
+     * increment of control_waiters before its futex wait. */
+    shmx_fetch_add32(&r->ext->control_futex, 1);
+    if (__atomic_load_n(&r->ext->control_waiters, __ATOMIC_SEQ_CST) != 0)
+        shmx_plat_wake_all(&r->ext->control_futex);
+}
+
 shmx_status shmx_client_send_control(shmx_client *c, uint32_t type, const void *data, uint32_t bytes)
 {
     shmx_status st = check_client(c, "send_control");
@@ -457,18 +493,34 @@ shmx_status shmx_client_send_control(shmx_client *c, uint32_t type, const void *
     if (in_use > ring) return shmx_fail(SHMX_ECORRUPT, "send_control: ring counters of '%s' are corrupt", r->name);
     uint64_t off = 16u + wv % ring;
     uint64_t to_end = cap - off;
-    uint64_t pad = need > to_end ? to_end : 0;
-    if (in_use + pad + need > ring)
-        return shmx_fail(SHMX_EFULL, "send_control: ring full (%llu of %llu bytes unread, message needs %llu)",
-                         (unsigned long long)in_use, (unsigned long long)ring, (unsigned long long)(need + pad));
-    if (pad) {
-        if (pad >= sizeof(shmx_tlv_head)) {
-            shmx_tlv_head p = {0, (uint32_t)(pad - sizeof(shmx_tlv_head))};
+    if (need > to_end) {
+        /* The message does not fit before the end: pad to the end and go on
+         * at the start.  The padding is committed by itself, even when the
+         * message must then wait.  Were it written only together with the
+         * message, a message longer than the room left before the end would
+         * need pad + need > ring while the write position sits mid-ring, and
+         * would get SHMX_EFULL forever, even from an empty ring. */
+        if (in_use + to_end > ring)
+            return shmx_fail(SHMX_EFULL, "send_control: ring full (%llu of %llu bytes unread, message needs %llu)",
+                             (unsigned long long)in_use, (unsigned long long)ring, (unsigned long long)need);
+        if (to_end >= sizeof(shmx_tlv_head)) {
+            shmx_tlv_head p = {0, (uint32_t)(to_end - sizeof(shmx_tlv_head))};
             memcpy(ch + off, &p, sizeof p);
         }
-        wv += pad;
+        wv += to_end;
+        in_use += to_end;
         off = 16u;
+        /* Padding before index; pairs with the server's acquire load of write. */
+        shmx_store_release64(&h->write, wv);
+        if (in_use + need > ring) {
+            notify_control(r); /* so a sleeping server drains the padding */
+            return shmx_fail(SHMX_EFULL, "send_control: ring full (%llu of %llu bytes unread, message needs %llu)",
+                             (unsigned long long)in_use, (unsigned long long)ring, (unsigned long long)need);
+        }
     }
+    if (in_use + need > ring)
+        return shmx_fail(SHMX_EFULL, "send_control: ring full (%llu of %llu bytes unread, message needs %llu)",
+                         (unsigned long long)in_use, (unsigned long long)ring, (unsigned long long)need);
     shmx_tlv_head t = {type, bytes};
     memcpy(ch + off, &t, sizeof t);
     if (bytes) memcpy(ch + off + sizeof t, data, bytes);
@@ -476,13 +528,7 @@ shmx_status shmx_client_send_control(shmx_client *c, uint32_t type, const void *
     /* Body before index; pairs with the server's acquire load of write. */
     shmx_store_release64(&h->write, wv + need);
     shmx_store_relaxed64(&shmx_reader_at(r, c->reader_index)->heartbeat, shmx_plat_now_ns());
-    if (r->ext) {
-        /* seq_cst bump then seq_cst load of waiters; pairs with the server's
-         * increment of control_waiters before its futex wait. */
-        shmx_fetch_add32(&r->ext->control_futex, 1);
-        if (__atomic_load_n(&r->ext->control_waiters, __ATOMIC_SEQ_CST) != 0)
-            shmx_plat_wake_all(&r->ext->control_futex);
-    }
+    notify_control(r);
     return SHMX_OK;
 }
 

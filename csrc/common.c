@@ -99,6 +99,9 @@ shmx_status shmx_check_name(const char *name)
 uint64_t shmx_fnv1a64(const void *data, size_t n)
 {
     const uint8_t *p = (const uint8_t *)data;
+    /* shmx 1.0.1 seeds its "FNV-1a" with 1469598103934665603, one digit
+     * short of the published basis 14695981039346656037.  Keep it: legacy
+     * readers verify frame checksums and static_hash with this value. */
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++) {
         h ^= p[i];
