@@ -180,6 +180,11 @@ class Client:
                 return False
             if deadline is not None and time.monotonic() >= deadline:
                 self._fail(st)
+                if st == lib.SHMX_ECLOSED:
+                    # Say what happened, not why the last look for a new
+                    # server failed ("no region ...").
+                    self.last_error = (f"the server of '{self._name}' is gone (destroyed, or its "
+                                       "process died) and no new server has taken the name")
                 return False
         self._fail(lib.SHMX_EINVAL)
         return False
