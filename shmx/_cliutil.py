@@ -151,7 +151,7 @@ class Progress:
         self.enabled = enabled
         self.tty = enabled and sys.stderr.isatty()
         self.plain_every = plain_every
-        self._last = 0.0
+        self._last = time.monotonic()  # the first line once there is something to say
         self._width = 0
 
     def update(self, text: str, force: bool = False) -> None:

@@ -145,6 +145,7 @@ def run_demo(seconds: float, fps: float, shm_dir: str, name: str, progress: Prog
     last_no = 0
     first_t: Optional[float] = None
     last_t = 0.0
+    status = ""
     try:
         deadline = time.monotonic() + 15.0
         while not client.open(name, shm_dir=shm_dir):
@@ -173,12 +174,15 @@ def run_demo(seconds: float, fps: float, shm_dir: str, name: str, progress: Prog
                 first_t = t
             last_t = t
             span = max(t - first_t, 1e-9)
-            progress.update(f"frames {received:6d}  {received / span if received > 1 else 0:6.1f} fps  "
-                            f"{nbytes / span / 1e6 if received > 1 else 0:7.1f} MB/s  "
-                            f"latency {latencies[-1]:6.3f} ms  skipped {skipped}  bad {mismatches}")
+            status = (f"frames {received:6d}  {received / span if received > 1 else 0:6.1f} fps  "
+                      f"{nbytes / span / 1e6 if received > 1 else 0:7.1f} MB/s  "
+                      f"latency {latencies[-1]:6.3f} ms  skipped {skipped}  bad {mismatches}")
+            progress.update(status)
     except (KeyboardInterrupt, Stop):
         pass
     finally:
+        if status:
+            progress.update(status, force=True)  # the final count, also when not a terminal
         progress.done()
         client.close()
         if producer.poll() is None:
