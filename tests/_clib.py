@@ -174,3 +174,36 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not _session_dir:
             _session_dir.append(tmp_path_factory.mktemp("libshmx"))
         return _session_dir[0]
+
+
+def installed_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """libshmx installed (``make install``) into a session-wide prefix."""
+    base = session_dir(tmp_path_factory)
+    build = build_library(base)
+    prefix = base / "prefix"
+    with _lock:
+        if not (prefix / "lib" / "pkgconfig" / "shmx.pc").is_file():
+            install_library(build, prefix)
+    return prefix
+
+
+def pkg_config_env(prefix: Path) -> Dict[str, str]:
+    return {"PKG_CONFIG_PATH": str(prefix / "lib" / "pkgconfig")}
+
+
+def c_examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/c built by its own Makefile (pkg-config) against the
+    session's installed libshmx, in a copy outside the source tree.
+    Returns the directory holding ``producer`` and ``consumer``."""
+    if not have("pkg-config"):
+        pytest.skip("pkg-config is not installed (Debian: apt-get install pkg-config)")
+    prefix = installed_prefix(tmp_path_factory)
+    out = session_dir(tmp_path_factory) / "examples-c"
+    with _lock:
+        if not (out / "consumer").is_file():
+            out.mkdir(exist_ok=True)
+            for f in ("producer.c", "consumer.c", "Makefile"):
+                shutil.copy(EXAMPLES_C / f, out / f)
+            run(["make", "-C", out, f"PKG_CONFIG_PATH={prefix / 'lib' / 'pkgconfig'}", f"CC={CC}"],
+                timeout=120)
+    return out
