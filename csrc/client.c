@@ -318,6 +318,48 @@ static shmx_status legacy_latest(shmx_client *c, shmx_frame_info *out)
     return shmx_fail(SHMX_EAGAIN, "'%s': the latest frame did not pass its checksum", r->name);
 }
 
+/* The slot write_index names is being rewritten, so the newest complete
+ * frame is in another slot: take it if it is newer than ours (DESIGN.md:
+ * "retry or take the previous frame").  Retrying alone starved readers:
+ * when readers pin every slot but one, the producer rewrites that one slot
+ * back to back, a pin on it almost never lands between two frames, and each
+ * reader kept its old frame (a stress test saw 8 of 2325 frames).  Moving
+ * to a frame another reader pins frees our old slot, so the producer gets
+ * room and the latest frame stays readable again.  SHMX_EAGAIN: none. */
+static shmx_status take_newest_other(shmx_client *c, uint32_t busy_slot)
+{
+    shmx_region *r = &c->r;
+    uint32_t best = NO_SLOT;
+    uint64_t best_id = c->last_id;
+    for (uint32_t s = 0; s < r->slots; s++) {
+        if (s == busy_slot || s == c->pinned_slot) continue;
+        shmx_frame_header *fh = shmx_slot_header(r, s);
+        if (SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq))) continue;
+        uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
+        if (fid > best_id) {
+            best = s;
+            best_id = fid;
+        }
+    }
+    if (best == NO_SLOT || !pin_slot(c, best)) return SHMX_EAGAIN;
+    /* Pinned with an even seq: the slot cannot change now, but it may have
+     * been rewritten (with a newer frame) since the scan; check again. */
+    shmx_frame_header *fh = shmx_slot_header(r, best);
+    uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
+    if (fid <= c->last_id || fh->session_id_copy != r->session_id) {
+        unpin(c, best);
+        return SHMX_EAGAIN;
+    }
+    shmx_status st = take_slot(c, best, fid, 0);
+    if (st != SHMX_OK) {
+        unpin(c, best);
+        return st;
+    }
+    unpin(c, c->pinned_slot);
+    c->pinned_slot = best;
+    return SHMX_OK;
+}
+
 shmx_status shmx_client_latest(shmx_client *c, shmx_frame_info *out)
 {
     shmx_status st = check_client(c, "latest");
@@ -331,7 +373,10 @@ shmx_status shmx_client_latest(shmx_client *c, shmx_frame_info *out)
         uint32_t slot = (w - 1u) % r->slots;
         /* Our pinned slot cannot have been rewritten: it is still the latest. */
         if (slot == c->pinned_slot) return return_current(c, out);
-        if (!pin_slot(c, slot)) continue; /* being rewritten: look again */
+        if (!pin_slot(c, slot)) { /* being rewritten: the newest complete frame is elsewhere */
+            if (take_newest_other(c, slot) == SHMX_OK) return return_current(c, out);
+            continue;
+        }
         shmx_frame_header *fh = shmx_slot_header(r, slot);
         uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
         /* fid < last_id: write_index lags a frame read_next already found;
