@@ -1,0 +1,70 @@
+"""Smoke test of the benchmark tool: ``tools/bench.py --quick`` runs shmx
+end to end (separate producer/consumer processes, every scenario) and writes
+JSON with the documented keys.  Nothing here looks at the timings."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "tools" / "bench.py"
+
+
+def test_quick_run_writes_expected_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.Popen([sys.executable, str(BENCH), "--quick", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"bench --quick did not finish in 600 s:\n{stderr[-3000:]}")
+    assert proc.returncode == 0, f"bench --quick failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-3000:]}"
+
+    doc = json.loads(out.read_text())
+    for key in ("schema", "command", "quick", "rounds", "params", "machine", "peers", "figures",
+                "targets", "runs", "not_available", "charts"):
+        assert key in doc, f"missing top-level key {key!r}"
+    assert doc["quick"] is True and doc["rounds"] == 1
+    assert doc["peers"]["shmx"]["status"] == "ran"
+    assert set(doc["peers"]) == {"shmx"}, "quick runs shmx only"
+    for key in ("cores", "python", "kernel"):
+        assert key in doc["machine"]
+
+    figures = doc["figures"]
+    for key in ("latency.poll.p50_us", "latency.poll.p99_us", "latency.block.p50_us", "latency.block.p99_us",
+                "rate.publish_hz", "rate.delivered_hz", "big.touch.gbps", "big.copy.gbps",
+                "big.touch.publish_us", "loan.65536.loan_us", "loan.6220800.loan_us",
+                "scale.1.producer_hz", "machine.memcpy_cold_gbps", "micro.get_latest_frame_ns",
+                "micro.publish3_ns"):
+        assert key in figures, f"missing figure {key!r} (not available: {doc['not_available'].get(key)})"
+        f = figures[key]
+        assert {"title", "unit", "values", "summary"} <= set(f)
+        peer = "machine" if key.startswith("machine.") else "shmx"
+        assert f["summary"][peer]["median"] is not None
+    # The C figures need a C compiler; where there is one they are there too.
+    if any(os.access(os.path.join(d, "cc"), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep)):
+        assert "micro.c_latest_ns" in figures
+
+    # read_next's dropped count matches the gaps the consumer saw.
+    rate = [r for r in doc["runs"] if r.get("scenario") == "rate" and not r.get("failed")]
+    assert rate, "no rate run"
+    consumer = rate[0]["consumers"]["consumer0"]
+    assert consumer["dropped_reported"] == consumer["missed_by_id"]
+
+    latency = [r for r in doc["runs"] if r.get("scenario") == "latency" and not r.get("failed")]
+    assert {r["mode"] for r in latency} == {"poll", "block"}
+    for r in latency:
+        lat = r["consumers"]["consumer0"]["latency"]
+        assert lat["n"] > 0 and "hist" in lat
+
+    assert {t["figure"] for t in doc["targets"]} >= {"latency.poll.p50_us", "micro.c_latest_ns"}
+
+    # Nothing of the run is left in the shared-memory directory.
+    shm = os.environ.get("SHMX_DIR") or "/dev/shm"
+    left = [f for f in os.listdir(shm) if f.startswith(f"shmxbench-{proc.pid}-")]
+    assert not left, f"bench left {left} in {shm}"

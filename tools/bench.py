@@ -1,0 +1,1260 @@
+#!/usr/bin/env python3
+"""shmx benchmarks, side by side with the peers a user would pick instead.
+
+    python tools/bench.py --setup-peers          # full run (about 20-30 minutes)
+    python tools/bench.py --quick --out /tmp/b.json   # CI smoke run: shmx only, seconds
+
+Every scenario runs over shmx and each peer in the same round; producer and
+consumers are separate processes; each peer runs under its own virtual
+environment in ``.peers/`` (created from PyPI by ``--setup-peers``), through
+a small worker script in ``tools/bench_peers/`` that speaks JSON lines on
+stdout (see ``tools/bench_peers/common.py``).  Timestamps are
+``time.perf_counter_ns()`` (CLOCK_MONOTONIC, the same clock in every process).
+
+Scenarios: (1) 40-byte frames at 1 kHz, one-way latency, busy-polling and
+blocking consumer; (2) maximum publish rate and the rate actually delivered;
+(3) 1920x1080x3 frames from sources larger than the caches, touching and
+copying consumers, publish cost, shmx zero-copy loan; (4) 1, 4 and 16
+consumers on one producer; (5) the machine's own limits (memcpy, cross-core
+cache-line round trip); (6) call costs (get_latest_frame, 3-stream publish,
+the C core's latest()).  Each figure: median over rounds with min-max, and
+its ratio to shmx measured in the same round.
+
+Output: a table on stdout (progress on stderr), every raw figure as JSON
+(``--out``), PNG charts next to it when matplotlib is importable, and with
+``--docs`` the page docs/benchmarks.md plus its pictures in docs/img/.
+A peer that cannot be installed or fails is reported as skipped with the
+reason; the benchmark itself does not fail because of a peer.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime
+import glob
+import json
+import os
+import platform
+import queue
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / "tools"
+WORKERS = TOOLS / "bench_peers"
+C_DIR = TOOLS / "bench_c"
+PEERS_DIR = ROOT / ".peers"
+CSRC = ROOT / "csrc"
+PID = os.getpid()
+PREFIX = f"shmxbench-{PID}-"          # every name this run creates starts with it
+FRAME_1080P = 1920 * 1080 * 3
+SMALL_BYTES = 40
+
+# ------------------------------------------------------------------ peers
+
+
+class Peer:
+    """One contender: which worker, which interpreter, how to install it."""
+
+    def __init__(self, name: str, worker: str, title: str, venv: Optional[str] = None,
+                 packages: Tuple[str, ...] = (), extra: Optional[Dict[str, Any]] = None,
+                 forks_consumers: bool = False, legacy: bool = False) -> None:
+        self.name = name
+        self.worker = WORKERS / worker
+        self.title = title
+        self.venv = venv
+        self.packages = packages
+        self.extra = extra or {}
+        self.forks_consumers = forks_consumers
+        self.legacy = legacy
+        self.python: Optional[Path] = None
+        self.env: Optional[Dict[str, str]] = None
+        self.status = "pending"
+        self.reason = ""
+        self.version = ""
+        self.modes: Dict[str, str] = {}
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ran"
+
+    def argv(self, cfg: Dict[str, Any]) -> List[str]:
+        assert self.python is not None
+        flags = ["-I"] if self.legacy else []  # isolated: our tree must not shadow shmx 1.0.1
+        return [str(self.python), *flags, str(self.worker), json.dumps(cfg)]
+
+
+def all_peers() -> List[Peer]:
+    return [
+        Peer("shmx", "shmx_worker.py", "shmx (this repository)"),
+        Peer("shmx-1.0.1", "shmx_worker.py", "shmx 1.0.1 (PyPI, pybind11)", venv="shmx101", legacy=True),
+        Peer("iceoryx2", "iceoryx2_worker.py", "iceoryx2", venv="iceoryx2", packages=("iceoryx2", "numpy")),
+        Peer("ecal", "ecal_worker.py", "Eclipse eCAL (SHM layer)", venv="ecal", packages=("eclipse-ecal", "numpy")),
+        Peer("zmq", "zmq_worker.py", "pyzmq PUB/SUB ipc://", venv="zmq", packages=("pyzmq", "numpy")),
+        Peer("stdlib-shm", "stdlib_worker.py", "shared_memory + seqlock ring", extra={"variant": "shm"}),
+        Peer("mp-pipe", "stdlib_worker.py", "multiprocessing.Pipe", extra={"variant": "pipe"}, forks_consumers=True),
+        Peer("mp-queue", "stdlib_worker.py", "multiprocessing.Queue", extra={"variant": "queue"}, forks_consumers=True),
+    ]
+
+
+def _run_quiet(argv: List[str], timeout: float, env: Optional[Dict[str, str]] = None) -> Tuple[int, str]:
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return -1, f"timed out after {timeout:.0f}s: {' '.join(argv[:4])}"
+    except OSError as exc:
+        return -1, str(exc)
+    return p.returncode, (p.stdout + p.stderr)[-3000:]
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    rows = [r for r in text.strip().splitlines() if r.strip() and "WARNING: Location" not in r]
+    return " | ".join(rows[-lines:])[-400:]
+
+
+def setup_peer(peer: Peer, install: bool, log) -> None:
+    """Find (and with ``install`` create) the peer's interpreter."""
+    if peer.venv is None:
+        peer.python = Path(sys.executable)
+        return
+    if peer.legacy:
+        sys.path.insert(0, str(TOOLS))
+        try:
+            import legacy_env  # written alongside: builds shmx 1.0.1 into .peers/shmx101
+        except ImportError as exc:
+            peer.status, peer.reason = "skipped", f"tools/legacy_env.py is not available ({exc})"
+            return
+        finally:
+            sys.path.pop(0)
+        peer.env = legacy_env.legacy_env()
+        py = legacy_env.venv_python(ROOT)
+        if install:
+            log(f"building shmx 1.0.1 into {legacy_env.peer_dir(ROOT)} (first time: minutes)")
+            try:
+                py = legacy_env.ensure_legacy_python(ROOT)
+            except Exception as exc:  # RuntimeError with the reason, or anything unexpected
+                peer.status, peer.reason = "skipped", f"cannot build shmx 1.0.1: {_tail(str(exc), 2)}"
+                return
+            # numpy is optional for the workers; it makes the large-frame
+            # consumers do their work in C like everyone else's.
+            _run_quiet([str(py), "-m", "pip", "install", "-q", "numpy"], 600, env=peer.env)
+        elif not py.exists():
+            peer.status, peer.reason = "skipped", "not set up (run with --setup-peers)"
+            return
+        else:
+            problem = legacy_env.probe(Path(py))
+            if problem:
+                peer.status, peer.reason = "skipped", f"legacy venv not usable ({_tail(problem, 1)}); " \
+                                                      "run with --setup-peers"
+                return
+        peer.python = Path(py)
+        return
+    vdir = PEERS_DIR / peer.venv
+    py = vdir / "bin" / "python"
+    if install and not py.exists():
+        log(f"creating {vdir} with {', '.join(peer.packages)} from PyPI")
+        rc, out = _run_quiet([sys.executable, "-m", "venv", str(vdir)], 300)
+        if rc != 0:
+            peer.status, peer.reason = "skipped", f"venv creation failed: {_tail(out)}"
+            return
+    if install and py.exists():
+        rc, out = _run_quiet([str(py), "-m", "pip", "install", "-q", *peer.packages], 900)
+        if rc != 0:
+            peer.status, peer.reason = "skipped", f"pip install {' '.join(peer.packages)} failed: {_tail(out)}"
+            return
+    if not py.exists():
+        peer.status, peer.reason = "skipped", "not set up (run with --setup-peers)"
+        return
+    peer.python = py
+
+
+def probe_peer(peer: Peer, tmp: str) -> None:
+    if peer.status == "skipped":
+        return
+    cfg = {"role": "probe", **peer.extra}
+    try:
+        p = subprocess.run(peer.argv(cfg), capture_output=True, text=True, timeout=120, env=peer.env, cwd=tmp)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        peer.status, peer.reason = "skipped", f"probe failed: {exc}"
+        return
+    for line in p.stdout.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("ev") == "probe":
+            peer.version = str(ev.get("version", "?"))
+            if peer.legacy and ev.get("legacy") is not True:
+                peer.status, peer.reason = "skipped", "the legacy venv does not import shmx 1.0.1"
+                return
+            peer.status = "ran"
+            return
+        if ev.get("ev") == "error":
+            peer.status, peer.reason = "skipped", f"import failed: {ev.get('reason')}"
+            return
+    peer.status, peer.reason = "skipped", f"import failed: {_tail(p.stderr) or 'no answer'}"
+
+
+# --------------------------------------------------------------- processes
+
+_live: List["Worker"] = []
+
+
+class Worker:
+    """A worker process; its stdout lines go to a shared queue."""
+
+    def __init__(self, peer: Peer, cfg: Dict[str, Any], events: "queue.Queue", tmp: str) -> None:
+        self.tag = f"{cfg['role']}{cfg.get('idx', 0)}"
+        self.stderr: List[str] = []
+        self.proc = subprocess.Popen(peer.argv(cfg), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=peer.env, cwd=tmp,
+                                     start_new_session=True)
+        _live.append(self)
+        threading.Thread(target=self._pump_out, args=(events,), daemon=True).start()
+        threading.Thread(target=self._pump_err, daemon=True).start()
+
+    def _pump_out(self, events: "queue.Queue") -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            try:
+                ev = json.loads(raw)
+            except ValueError:
+                continue
+            events.put(ev)
+        events.put({"ev": "exit", "tag": self.tag})
+
+    def _pump_err(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            self.stderr.append(raw.decode(errors="replace").rstrip())
+            del self.stderr[:-20]
+
+    def command(self, text: str) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write((text + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def finish(self, grace: float) -> None:
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        if self in _live:
+            _live.remove(self)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the worker and what it forked
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def kill_all_workers() -> None:
+    for w in list(_live):
+        w.kill()
+        _live.remove(w)
+
+
+_ecal_before: set = set()
+
+
+def cleanup_names() -> None:
+    """Remove every file this run left in /dev/shm and /tmp (also after a crash
+    or a kill of a worker)."""
+    shm_dirs = {"/dev/shm", os.environ.get("SHMX_DIR") or "/dev/shm"}
+    patterns = [f"{d}/{PREFIX}*" for d in shm_dirs] + [f"/dev/shm/*{PREFIX}*", f"/tmp/{PREFIX}*",
+                f"/tmp/iceoryx2/*/{PREFIX}*", f"/tmp/iceoryx2/{PREFIX}*"]
+    for pat in patterns:
+        for path in glob.glob(pat):
+            try:
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+            except OSError:
+                pass
+    # eCAL names some memory files itself ("ecal_<hash>"): remove the ones
+    # that appeared during this run.
+    for path in glob.glob("/dev/shm/ecal_*"):
+        if path not in _ecal_before:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+# ----------------------------------------------------------------- one run
+
+class RunFailed(Exception):
+    pass
+
+
+_counter = [0]
+
+
+def unique_name() -> str:
+    _counter[0] += 1
+    return f"{PREFIX}{_counter[0]}"
+
+
+def run_pair(peer: Peer, scenario: str, mode: str, n_consumers: int, params: Dict[str, Any],
+             tmp: str) -> Dict[str, Any]:
+    """One producer and ``n_consumers`` consumers; returns their results."""
+    name = unique_name()
+    base = {"peer": peer.name, "name": name, "iox_prefix": PREFIX + "iox-", "scenario": scenario,
+            "n_consumers": n_consumers, **peer.extra, **params}
+    if scenario == "big":
+        base["frame_bytes"] = params.get("frame_bytes", FRAME_1080P)
+    else:
+        base["frame_bytes"] = SMALL_BYTES
+    events: "queue.Queue" = queue.Queue()
+    workers: List[Worker] = []
+    expect_s = float(params.get("duration", 0)) + float(params.get("count", 0)) / float(params.get("hz", 1000))
+    pcfg = dict(base, role="producer", consumer_mode=mode, ready_timeout=120, finish_timeout=expect_s + 60,
+                run_timeout=expect_s + 30)
+    result: Dict[str, Any] = {"peer": peer.name, "scenario": scenario, "mode": mode, "n_consumers": n_consumers,
+                              "params": params, "consumers": {}, "producer": None}
+    try:
+        prod = Worker(peer, pcfg, events, tmp)
+        workers.append(prod)
+        ready: set = set()
+        results: Dict[str, Dict[str, Any]] = {}
+        deadline = time.monotonic() + 60 + 3 * n_consumers
+
+        def pump(until: float, done) -> None:
+            while not done():
+                left = until - time.monotonic()
+                if left <= 0:
+                    raise RunFailed("timed out waiting for the workers "
+                                    f"({_tail(chr(10).join(sum((w.stderr for w in workers), [])), 2)})")
+                try:
+                    ev = events.get(timeout=min(left, 0.5))
+                except queue.Empty:
+                    continue
+                kind = ev.get("ev")
+                key = f"{ev.get('role')}{ev.get('idx', 0)}"
+                if kind == "ready":
+                    ready.add(key)
+                    if ev.get("info"):
+                        result.setdefault("info", {})[ev.get("role")] = ev["info"]
+                elif kind == "result":
+                    results[key] = ev
+                elif kind == "unsupported":
+                    raise Unsupported(ev.get("reason", "unsupported"))
+                elif kind == "error":
+                    raise RunFailed(f"{key}: {ev.get('reason')}")
+                elif kind == "exit" and ev.get("tag") not in results:
+                    who = next((w for w in workers if w.tag == ev.get("tag")), None)
+                    time.sleep(0.2)  # let the stderr pump catch up
+                    err = _tail("\n".join(who.stderr), 3) if who else ""
+                    raise RunFailed(f"{ev.get('tag')} exited without a result: {err or 'no message'}")
+
+        if not peer.forks_consumers:  # consumers retry until the producer's channel exists
+            for i in range(n_consumers):
+                ccfg = dict(base, role="consumer", idx=i, mode=mode, ready_timeout=120,
+                            run_timeout=expect_s + 30)
+                workers.append(Worker(peer, ccfg, events, tmp))
+        want = {"producer0"} | {f"consumer{i}" for i in range(n_consumers)}
+        pump(deadline, lambda: ready >= want)
+        prod.command("go")
+        pump(time.monotonic() + expect_s + 60, lambda: set(results) >= want)
+        result["producer"] = results.pop("producer0")
+        result["consumers"] = {k: v for k, v in sorted(results.items())}
+    finally:
+        for w in workers:
+            w.command("stop")
+        for w in workers:
+            w.finish(grace=10)
+        cleanup_names()
+    return result
+
+
+class Unsupported(Exception):
+    pass
+
+
+def run_single(peer: Peer, role: str, params: Dict[str, Any], tmp: str, timeout: float = 120) -> Dict[str, Any]:
+    """A one-process measurement (micro, loan) in the peer's interpreter."""
+    cfg = {"role": role, "name": unique_name(), **peer.extra, **params}
+    try:
+        p = subprocess.run(peer.argv(cfg), capture_output=True, text=True, timeout=timeout, env=peer.env,
+                           cwd=tmp, start_new_session=True)
+    except subprocess.TimeoutExpired:
+        raise RunFailed(f"{role} timed out after {timeout:.0f}s") from None
+    finally:
+        cleanup_names()
+    for line in p.stdout.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("ev") == "result":
+            return ev
+        if ev.get("ev") == "unsupported":
+            raise Unsupported(ev.get("reason", ""))
+        if ev.get("ev") == "error":
+            raise RunFailed(ev.get("reason", ""))
+    raise RunFailed(f"{role}: no result ({_tail(p.stderr)})")
+
+
+# --------------------------------------------------------- machine limits
+
+def memcpy_limits(quick: bool) -> Dict[str, float]:
+    """6 MB copies: cold (sources and destinations far larger than the
+    caches, visited in turn) and hot (the same pair again and again)."""
+    n = FRAME_1080P
+    try:
+        import numpy as np
+    except ImportError:
+        np = None
+    k = 4 if quick else 16
+    if np is not None:
+        src = [np.full(n, i, dtype=np.uint8) for i in range(k)]
+        dst = [np.empty(n, dtype=np.uint8) for _ in range(k)]
+        for d in dst:
+            d.fill(1)
+
+        def copy(i: int) -> None:
+            np.copyto(dst[i], src[i])
+        how = "numpy.copyto"
+    else:
+        src = [bytearray([i]) * n for i in range(k)]
+        dst = [bytearray(n) for _ in range(k)]
+        views = [memoryview(d) for d in dst]
+
+        def copy(i: int) -> None:
+            views[i][:] = src[i]
+        how = "memoryview slice assignment"
+    reps = 8 if quick else 60
+    samples_cold, samples_hot = [], []
+    for r in range(reps):
+        i = r % k
+        t0 = time.perf_counter_ns()
+        copy(i)
+        samples_cold.append(time.perf_counter_ns() - t0)
+    for _ in range(3):
+        copy(0)
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        copy(0)
+        samples_hot.append(time.perf_counter_ns() - t0)
+    cold, hot = statistics.median(samples_cold), statistics.median(samples_hot)
+    return {"memcpy_cold_us": cold / 1000, "memcpy_cold_gbps": n / cold,
+            "memcpy_hot_us": hot / 1000, "memcpy_hot_gbps": n / hot, "memcpy_how": how}
+
+
+def compile_c(build: str, name: str, sources: List[Path], extra: List[str]) -> Path:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise Unsupported("no C compiler (cc) on PATH")
+    out = Path(build) / name
+    if out.exists():
+        return out
+    argv = [cc, "-O2", "-std=gnu99", *extra, "-o", str(out), *map(str, sources), "-pthread"]
+    rc, text = _run_quiet(argv, 180)
+    if rc != 0:
+        raise RunFailed(f"cc failed: {_tail(text)}")
+    return out
+
+
+def cacheline_limits(build: str, quick: bool) -> Dict[str, Any]:
+    if (os.cpu_count() or 1) < 2:
+        raise Unsupported("one core only")
+    exe = compile_c(build, "pingpong", [C_DIR / "pingpong.c"], [])
+    trips, batches = (20000, 5) if quick else (200000, 9)
+    rc, out = _run_quiet([str(exe), "0", "1", str(trips), str(batches)], 120)
+    if rc != 0:
+        raise RunFailed(f"pingpong failed: {_tail(out)}")
+    per = json.loads(out)["ns_per_round_trip"]
+    return {"cacheline_rtt_ns": min(per), "cacheline_rtt_median_ns": statistics.median(per),
+            "cacheline_batches_ns": per}
+
+
+def c_latest(build: str, quick: bool) -> Dict[str, Any]:
+    srcs = [CSRC / f for f in ("common.c", "region.c", "server.c", "client.c", "inspector.c", "platform_posix.c")]
+    exe = compile_c(build, "latest_micro", [C_DIR / "latest_micro.c", *srcs],
+                    [f"-I{CSRC / 'include'}", f"-I{CSRC}"])
+    try:
+        rc, out = _run_quiet([str(exe), unique_name(), "200000" if quick else "2000000"], 120)
+    finally:
+        cleanup_names()
+    if rc != 0:
+        raise RunFailed(f"latest_micro failed: {_tail(out)}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------ figures
+
+# key: (section, title, unit, better, target for shmx as (op, value) or None)
+FIGURES: Dict[str, Tuple[str, str, str, str, Optional[Tuple[str, float]]]] = {}
+
+
+def _fig(key: str, section: str, title: str, unit: str, better: str,
+         target: Optional[Tuple[str, float]] = None) -> None:
+    FIGURES[key] = (section, title, unit, better, target)
+
+
+S1, S2, S3, S3L, S4, S5, S6 = ("(1) 40-byte frames at 1 kHz: one-way latency",
+                               "(2) maximum rate, small frames",
+                               "(3) 1920x1080x3 frames (6.2 MB), sources larger than the caches",
+                               "(3b) publish cost per frame without a reader",
+                               "(4) scaling: consumers on one producer (blocking consumers)",
+                               "(5) this machine's limits",
+                               "(6) call costs")
+_fig("latency.poll.p50_us", S1, "busy-poll p50", "us", "lower", ("<", 2))
+_fig("latency.poll.p99_us", S1, "busy-poll p99", "us", "lower", ("<", 8))
+_fig("latency.poll.p999_us", S1, "busy-poll p99.9", "us", "lower")
+_fig("latency.block.p50_us", S1, "blocking p50", "us", "lower", ("<", 5))
+_fig("latency.block.p99_us", S1, "blocking p99", "us", "lower", ("<", 25))
+_fig("latency.block.p999_us", S1, "blocking p99.9", "us", "lower")
+_fig("rate.publish_hz", S2, "publish rate", "msg/s", "higher", (">=", 1e6))
+_fig("rate.delivered_hz", S2, "received rate", "msg/s", "higher")
+_fig("rate.delivered_pct", S2, "delivered / sent", "%", "higher")
+for _m in ("touch", "copy"):
+    _fig(f"big.{_m}.gbps", S3, f"{_m} consumer GB/s", "GB/s", "higher", (">=", 20) if _m == "touch" else None)
+    _fig(f"big.{_m}.fps", S3, f"{_m} consumer frames/s", "fps", "higher")
+    _fig(f"big.{_m}.publish_us", S3, f"publish cost ({_m} run)", "us", "lower")
+for _size, _label in ((65536, "64 KiB"), (FRAME_1080P, "6 MB")):
+    _fig(f"loan.{_size}.append_us", S3L, f"{_label} append_stream", "us", "lower")
+    _fig(f"loan.{_size}.loan_us", S3L, f"{_label} zero-copy loan", "us", "lower")
+
+
+def _scale_figures(n: int) -> None:
+    _fig(f"scale.{n}.producer_hz", S4, f"{n:>2} consumers: producer", "msg/s", "higher")
+    _fig(f"scale.{n}.consumer_min_hz", S4, f"{n:>2} consumers: slowest consumer", "msg/s", "higher")
+    _fig(f"scale.{n}.consumer_median_hz", S4, f"{n:>2} consumers: median consumer", "msg/s", "higher")
+
+
+for _n in (1, 4, 16):
+    _scale_figures(_n)
+_fig("scale.16_vs_1", S4, "producer rate 16 vs 1 consumer", "x", "higher", (">=", 0.9))
+_fig("machine.memcpy_cold_gbps", S5, "memcpy 6 MB cold", "GB/s", "higher")
+_fig("machine.memcpy_hot_gbps", S5, "memcpy 6 MB hot", "GB/s", "higher")
+_fig("machine.cacheline_rtt_ns", S5, "cache-line round trip core 0<->1", "ns", "lower")
+_fig("micro.get_latest_frame_ns", S6, "Python get_latest_frame (3 streams)", "ns", "lower", ("<", 1500))
+_fig("micro.publish3_ns", S6, "Python 3-stream publish", "ns", "lower", ("<", 1500))
+_fig("micro.publish_dict_ns", S6, "Python publish(dict), 3 streams", "ns", "lower")
+_fig("micro.cffi_latest_ns", S6, "shmx_client_latest via cffi", "ns", "lower")
+_fig("micro.c_latest_ns", S6, "C latest() of an unchanged frame", "ns", "lower", ("<", 100))
+_fig("micro.c_publish3_ns", S6, "C 3-stream publish", "ns", "lower")
+
+
+class Results:
+    def __init__(self, rounds: int) -> None:
+        self.rounds = rounds
+        self.values: Dict[str, Dict[str, List[Optional[float]]]] = {}
+        self.na: Dict[str, Dict[str, str]] = {}
+        self.runs: List[Dict[str, Any]] = []
+
+    def put(self, key: str, peer: str, rnd: int, value: Optional[float]) -> None:
+        row = self.values.setdefault(key, {}).setdefault(peer, [None] * self.rounds)
+        row[rnd] = None if value is None else float(value)
+
+    def not_available(self, key: str, peer: str, reason: str) -> None:
+        self.na.setdefault(key, {})[peer] = reason
+
+    def summary(self, key: str, peer: str) -> Optional[Dict[str, Any]]:
+        vals = [v for v in self.values.get(key, {}).get(peer, []) if v is not None]
+        if not vals:
+            return None
+        out: Dict[str, Any] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+        base = self.values.get(key, {}).get("shmx", [])
+        ratios = [v / b for v, b in zip(self.values[key][peer], base) if v is not None and b]
+        if ratios:
+            out["ratio"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+        return out
+
+
+# ------------------------------------------------------------------ progress
+
+class Progress:
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.t0 = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.enabled = enabled
+        self.width = 0
+
+    def step(self, label: str) -> None:
+        if not self.enabled:
+            return
+        frac = self.done / self.total
+        bar = "#" * int(frac * 30)
+        el = time.monotonic() - self.t0
+        eta = f" eta {el / frac * (1 - frac):4.0f}s" if self.done else ""
+        text = f"[{bar:<30}] {self.done:>3}/{self.total} {el:5.0f}s{eta}  {label}"
+        if self.tty:
+            pad = max(self.width - len(text), 0)
+            sys.stderr.write("\r" + text + " " * pad)
+            self.width = len(text)
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def advance(self) -> None:
+        self.done += 1
+
+    def note(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+
+
+# ------------------------------------------------------------------ plan
+
+def build_plan(peers: List[Peer], args) -> List[Tuple[str, Optional[Peer], Dict[str, Any]]]:
+    ok = [p for p in peers if p.ok]
+    plan: List[Tuple[str, Optional[Peer], Dict[str, Any]]] = []
+    sc = args.scenarios
+    if "latency" in sc:
+        for mode in ("poll", "block"):
+            for p in ok:
+                plan.append(("latency", p, {"mode": mode}))
+    if "rate" in sc:
+        for p in ok:
+            plan.append(("rate", p, {"mode": "poll"}))
+    if "big" in sc:
+        for mode in ("touch", "copy"):
+            for p in ok:
+                plan.append(("big", p, {"mode": mode}))
+        for p in ok:
+            if p.worker.name == "shmx_worker.py":
+                plan.append(("loan", p, {}))
+    if "scale" in sc:
+        for n in args.consumers:
+            for p in ok:
+                plan.append(("scale", p, {"n": n}))
+    if "machine" in sc:
+        plan.append(("machine", None, {}))
+    if "micro" in sc:
+        for p in ok:
+            if p.worker.name == "shmx_worker.py":
+                plan.append(("micro", p, {}))
+        plan.append(("c_micro", None, {}))
+    return plan
+
+
+def execute(step: Tuple[str, Optional[Peer], Dict[str, Any]], rnd: int, args, res: Results, tmp: str,
+            build: str) -> None:
+    kind, peer, opts = step
+    q = args.quick
+    if kind == "latency":
+        assert peer is not None
+        mode = opts["mode"]
+        r = run_pair(peer, "latency", mode, 1, {"count": args.count, "hz": 1000}, tmp)
+        res.runs.append(dict(r, round=rnd))
+        c = r["consumers"]["consumer0"]
+        lat = c.get("latency", {})
+        peer.modes[f"latency.{mode}"] = (r.get("info", {}).get("consumer", {}).get("mode", "") +
+                                         f" [{c.get('recv')}]")
+        for p in ("p50", "p99", "p999"):
+            res.put(f"latency.{mode}.{p}_us", peer.name, rnd, lat.get(f"{p}_us"))
+    elif kind == "rate":
+        assert peer is not None
+        r = run_pair(peer, "rate", "poll", 1, {"duration": args.duration}, tmp)
+        res.runs.append(dict(r, round=rnd))
+        pr, c = r["producer"], r["consumers"]["consumer0"]
+        peer.modes["rate"] = r.get("info", {}).get("consumer", {}).get("mode", "")
+        res.put("rate.publish_hz", peer.name, rnd, pr["rate_hz"])
+        res.put("rate.delivered_hz", peer.name, rnd, c["rate_hz"])
+        res.put("rate.delivered_pct", peer.name, rnd, 100.0 * c["received"] / max(pr["sent"], 1))
+    elif kind == "big":
+        assert peer is not None
+        mode = opts["mode"]
+        r = run_pair(peer, "big", mode, 1, {"duration": args.duration, "frame_bytes": FRAME_1080P}, tmp)
+        res.runs.append(dict(r, round=rnd))
+        pr, c = r["producer"], r["consumers"]["consumer0"]
+        peer.modes["big"] = r.get("info", {}).get("producer", {}).get("mode", "")
+        res.put(f"big.{mode}.gbps", peer.name, rnd, c["gbps"])
+        res.put(f"big.{mode}.fps", peer.name, rnd, c["fps"])
+        res.put(f"big.{mode}.publish_us", peer.name, rnd, pr["publish_us"])
+    elif kind == "loan":
+        assert peer is not None
+        r = run_single(peer, "loan", {"sizes": [65536, FRAME_1080P], "min_s": 0.05 if q else 0.3,
+                                            "batch": 10 if q else 100}, tmp)
+        res.runs.append({"peer": peer.name, "scenario": "loan", "round": rnd, "result": r})
+        for size, row in r["sizes"].items():
+            res.put(f"loan.{size}.append_us", peer.name, rnd, row.get("append_us"))
+            if "loan_us" in row:
+                res.put(f"loan.{size}.loan_us", peer.name, rnd, row["loan_us"])
+            else:
+                res.not_available(f"loan.{size}.loan_us", peer.name, "no loan() in this version")
+    elif kind == "scale":
+        assert peer is not None
+        n = opts["n"]
+        r = run_pair(peer, "scale", "block", n, {"duration": args.duration}, tmp)
+        res.runs.append(dict(r, round=rnd))
+        rates = [c["rate_hz"] for c in r["consumers"].values()]
+        peer.modes["scale"] = (r.get("info", {}).get("consumer", {}).get("mode", "") +
+                               f" [{next(iter(r['consumers'].values())).get('recv')}]")
+        if f"scale.{n}.producer_hz" not in FIGURES:
+            _scale_figures(n)
+        res.put(f"scale.{n}.producer_hz", peer.name, rnd, r["producer"]["rate_hz"])
+        res.put(f"scale.{n}.consumer_min_hz", peer.name, rnd, min(rates))
+        res.put(f"scale.{n}.consumer_median_hz", peer.name, rnd, statistics.median(rates))
+        one = res.values.get("scale.1.producer_hz", {}).get(peer.name, [None] * res.rounds)[rnd]
+        if n == 16 and one:
+            res.put("scale.16_vs_1", peer.name, rnd, r["producer"]["rate_hz"] / one)
+    elif kind == "machine":
+        out: Dict[str, Any] = memcpy_limits(q)
+        try:
+            out.update(cacheline_limits(build, q))
+        except (Unsupported, RunFailed) as exc:
+            out["cacheline_error"] = str(exc)
+        res.runs.append({"peer": "machine", "scenario": "machine", "round": rnd, "result": out})
+        for key in ("memcpy_cold_gbps", "memcpy_hot_gbps", "cacheline_rtt_ns"):
+            if key in out:
+                res.put(f"machine.{key}", "machine", rnd, out[key])
+    elif kind == "micro":
+        assert peer is not None
+        r = run_single(peer, "micro", {"min_s": 0.05 if q else 0.3}, tmp)
+        res.runs.append({"peer": peer.name, "scenario": "micro", "round": rnd, "result": r})
+        for key in ("get_latest_frame_ns", "publish3_ns", "publish_dict_ns", "cffi_latest_ns"):
+            if key in r:
+                res.put(f"micro.{key}", peer.name, rnd, r[key])
+    elif kind == "c_micro":
+        r = c_latest(build, q)
+        res.runs.append({"peer": "shmx", "scenario": "c_micro", "round": rnd, "result": r})
+        res.put("micro.c_latest_ns", "shmx", rnd, r["c_latest_ns"])
+        res.put("micro.c_publish3_ns", "shmx", rnd, r["c_publish3_ns"])
+
+
+# ------------------------------------------------------------------ output
+
+def fmt(v: Optional[float], unit: str = "") -> str:
+    if v is None:
+        return "-"
+    a = abs(v)
+    if unit in ("msg/s", "fps") or a >= 1e5:
+        if a >= 1e6:
+            return f"{v / 1e6:.2f}M"
+        if a >= 1e3:
+            return f"{v / 1e3:.1f}k"
+        return f"{v:.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def target_text(target: Optional[Tuple[str, float]], value: Optional[float], unit: str) -> str:
+    if target is None or value is None:
+        return ""
+    op, want = target
+    met = value < want if op == "<" else value >= want
+    return f"target {op} {fmt(want, unit)}: {'met' if met else 'MISSED'}"
+
+
+def render_table(res: Results, peers: List[Peer], machine: Dict[str, Any]) -> str:
+    lines: List[str] = []
+    order = [p.name for p in peers] + ["machine"]
+    section = None
+    head = f"  {'figure':<36} {'peer':<11} {'median':>8} {'[min - max]':>19}  {'x shmx':>17}  note"
+    for key, (sec, title, unit, _better, target) in FIGURES.items():
+        rows = res.values.get(key, {})
+        nas = res.na.get(key, {})
+        if not rows and not nas:
+            continue
+        if sec != section:
+            section = sec
+            lines.append("")
+            lines.append(sec)
+            lines.append(head)
+        for name in order:
+            if name in rows:
+                s = res.summary(key, name)
+                if s is None:
+                    continue
+                span = f"[{fmt(s['min'], unit)} - {fmt(s['max'], unit)}]"
+                ratio = ""
+                if "ratio" in s and name != "shmx":
+                    r = s["ratio"]
+                    ratio = f"{r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]"
+                elif name == "shmx":
+                    ratio = "1.00"
+                note = target_text(target, s["median"], unit) if name == "shmx" else ""
+                lines.append(f"  {title + ' (' + unit + ')':<36} {name:<11} {fmt(s['median'], unit):>8} "
+                             f"{span:>19}  {ratio:>17}  {note}")
+            elif name in nas:
+                lines.append(f"  {title + ' (' + unit + ')':<36} {name:<11} {'n/a':>8} {'':>19}  {'':>17}  "
+                             f"{nas[name][:70]}")
+    return "\n".join(lines)
+
+
+def render_peers(peers: List[Peer]) -> str:
+    out = ["Peers and their modes:"]
+    for p in peers:
+        if p.status != "ran":
+            out.append(f"  {p.name:<11} SKIPPED: {p.reason}")
+            continue
+        out.append(f"  {p.name:<11} {p.title}, version {p.version}")
+        for k, v in sorted(p.modes.items()):
+            out.append(f"  {'':<11}   {k}: {v}")
+    return "\n".join(out)
+
+
+def machine_info() -> Dict[str, Any]:
+    info: Dict[str, Any] = {"cores": os.cpu_count(), "python": sys.version.split()[0],
+                            "implementation": platform.python_implementation(),
+                            "kernel": platform.release(), "system": platform.system(),
+                            "machine": platform.machine()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["memory_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    caches = {}
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            level = Path(d, "level").read_text().strip()
+            kind = Path(d, "type").read_text().strip()
+            size = Path(d, "size").read_text().strip()
+            caches[f"L{level}{'d' if kind == 'Data' else 'i' if kind == 'Instruction' else ''}"] = size
+        except OSError:
+            continue
+    info["caches"] = caches
+    if Path("/sys/hypervisor").exists() or "hypervisor" in Path("/proc/cpuinfo").read_text(errors="ignore"):
+        info["virtualized"] = True
+    try:
+        info["loadavg_at_start"] = list(os.getloadavg())
+    except OSError:
+        pass
+    try:
+        import numpy
+        info["numpy"] = numpy.__version__
+    except ImportError:
+        info["numpy"] = None
+    return info
+
+
+def machine_text(m: Dict[str, Any]) -> str:
+    caches = ", ".join(f"{k} {v}" for k, v in m.get("caches", {}).items()) or "unknown"
+    load = m.get("loadavg_at_start")
+    return (f"{m.get('cores')} cores, {m.get('cpu', 'unknown CPU')}"
+            f"{' (virtual machine)' if m.get('virtualized') else ''}, caches {caches}, "
+            f"{m.get('memory_gib', '?')} GiB; Linux {m.get('kernel')}; Python {m.get('python')}, "
+            f"numpy {m.get('numpy')}" + (f"; load average at start {load[0]:.2f}" if load else ""))
+
+
+def make_charts(res: Results, peers: List[Peer], outdir: Path, stem: str) -> List[str]:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    made: List[str] = []
+    names = [p.name for p in peers if p.ok]
+    colors = {n: plt.get_cmap("tab10")(i) for i, n in enumerate(names)}
+
+    # Latency distributions: merged histograms of every round.
+    hists: Dict[Tuple[str, str], List[int]] = {}
+    lo = per = None
+    for run in res.runs:
+        if run.get("scenario") != "latency":
+            continue
+        lat = run["consumers"].get("consumer0", {}).get("latency", {})
+        h = lat.get("hist")
+        if not h:
+            continue
+        lo, per = h["lo_ns"], h["per_decade"]
+        acc = hists.setdefault((run["mode"], run["peer"]), [0] * len(h["counts"]))
+        for i, v in enumerate(h["counts"]):
+            acc[i] += v
+    if hists:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+        used = [i for counts in hists.values() for i, c in enumerate(counts) if c]
+        x_lo = lo * 10 ** ((min(used) - 1) / per) / 1000.0 / 1.5
+        x_hi = lo * 10 ** (max(used) / per) / 1000.0 * 1.5
+        for ax, mode, title in ((axes[0], "poll", "busy-polling consumer"), (axes[1], "block", "blocking consumer")):
+            for name in names:
+                counts = hists.get((mode, name))
+                if not counts or not sum(counts):
+                    continue
+                total = float(sum(counts))
+                xs, ys = [], []
+                cum = 0
+                for i, cnt in enumerate(counts):
+                    cum += cnt
+                    xs.append(lo * 10 ** (i / per) / 1000.0)
+                    ys.append(1.0 - cum / total)
+                ax.step(xs, [max(y, 1e-6) for y in ys], where="post", label=name, color=colors[name])
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlim(x_lo, x_hi)
+            ax.set_ylim(1e-5, 1.2)
+            ax.set_xlabel("one-way latency (us)")
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0].set_ylabel("fraction of frames slower than x")
+        axes[1].legend(fontsize=8)
+        fig.suptitle("40-byte frames at 1 kHz: latency distribution (all rounds)")
+        fig.tight_layout()
+        path = outdir / f"{stem}_latency.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(str(path))
+
+    # GB/s per peer.
+    bars = [(n, [res.summary(f"big.{m}.gbps", n) for m in ("touch", "copy")]) for n in names]
+    bars = [(n, s) for n, s in bars if any(s)]
+    if bars:
+        fig, ax = plt.subplots(figsize=(10, 4.5))
+        width = 0.38
+        for j, m in enumerate(("touch", "copy")):
+            xs, ys, err_lo, err_hi = [], [], [], []
+            for i, (n, s) in enumerate(bars):
+                if s[j] is None:
+                    continue
+                xs.append(i + (j - 0.5) * width)
+                ys.append(s[j]["median"])
+                err_lo.append(s[j]["median"] - s[j]["min"])
+                err_hi.append(s[j]["max"] - s[j]["median"])
+            ax.bar(xs, ys, width, yerr=[err_lo, err_hi], capsize=3,
+                   label="consumer touches each page" if m == "touch" else "consumer copies the frame")
+        ax.set_xticks(range(len(bars)))
+        ax.set_xticklabels([n for n, _ in bars])
+        ax.set_yscale("log")
+        ax.set_ylabel("GB/s received (median, min-max)")
+        ax.set_title("1920x1080x3 frames: bandwidth delivered to one consumer")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = outdir / f"{stem}_gbps.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(str(path))
+
+    # Scaling.
+    ns = sorted({int(k.split(".")[1]) for k in res.values if k.startswith("scale.") and k.split(".")[1].isdigit()})
+    if ns:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        for name in names:
+            prod = [res.summary(f"scale.{n}.producer_hz", name) for n in ns]
+            cons = [res.summary(f"scale.{n}.consumer_min_hz", name) for n in ns]
+            pts = [(n, s["median"]) for n, s in zip(ns, prod) if s]
+            if pts:
+                axes[0].plot(*zip(*pts), marker="o", label=name, color=colors[name])
+            pts = [(n, s["median"]) for n, s in zip(ns, cons) if s]
+            if pts:
+                axes[1].plot(*zip(*pts), marker="o", label=name, color=colors[name])
+        for ax, title in ((axes[0], "producer publish rate"), (axes[1], "slowest consumer's received rate")):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ns)
+            ax.set_xticklabels([str(n) for n in ns])
+            ax.set_yscale("log")
+            ax.set_xlabel("consumer processes")
+            ax.set_ylabel("messages/s")
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
+        axes[1].legend(fontsize=8)
+        fig.suptitle("One producer, N blocking consumers, 40-byte frames at full speed")
+        fig.tight_layout()
+        path = outdir / f"{stem}_scaling.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(str(path))
+    return made
+
+
+def targets_report(res: Results) -> List[Dict[str, Any]]:
+    out = []
+    for key, (_sec, title, unit, _b, target) in FIGURES.items():
+        if target is None:
+            continue
+        s = res.summary(key, "shmx")
+        op, want = target
+        entry: Dict[str, Any] = {"figure": key, "title": title, "unit": unit, "op": op, "target": want,
+                                 "measured": None if s is None else s["median"]}
+        if s is not None:
+            entry["met"] = s["median"] < want if op == "<" else s["median"] >= want
+        out.append(entry)
+    return out
+
+
+def write_docs(text_table: str, peers_text: str, machine: Dict[str, Any], charts: List[str],
+               command: str, started: str, targets: List[Dict[str, Any]]) -> Path:
+    img = ROOT / "docs" / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    rel = []
+    for c in charts:
+        dest = img / ("bench_" + Path(c).name.split("_", 1)[-1])
+        shutil.copy(c, dest)
+        rel.append(f"img/{dest.name}")
+    tgt = ["| target | measured (median) | |", "| --- | --- | --- |"]
+    for t in targets:
+        m = t["measured"]
+        tgt.append(f"| {t['title']} {t['op']} {fmt(t['target'], t['unit'])} {t['unit']} | "
+                   f"{fmt(m, t['unit']) if m is not None else 'n/a'} {t['unit']} | "
+                   f"{'met' if t.get('met') else ('missed' if m is not None else '')} |")
+    doc = f"""# Benchmarks
+
+Measured by `tools/bench.py` on {started}. Every figure is the median over
+the rounds, with the smallest and largest round in brackets; "x shmx" is the
+figure divided by shmx's figure of the same round (median and range of
+those ratios), so 0.5 means half of shmx's value: better for rates, worse
+for times, and the other way round.
+
+## Reproduce
+
+```
+{command}
+```
+
+`--setup-peers` creates one virtual environment per peer under `.peers/`
+(from PyPI; shmx 1.0.1 is built from its sdist by `tools/legacy_env.py`).
+`--quick` is the seconds-long smoke run CI uses (shmx only, small counts).
+
+## Machine
+
+{machine_text(machine)}.
+
+This is a shared 2-core virtual machine: other jobs ran on it during the
+measurement, so the spread (the brackets) matters as much as the medians,
+and anything that needs both cores to itself (a busy-polling consumer next
+to a spinning producer, 16 consumers) is hit hardest.
+
+## Results
+
+```
+{peers_text}
+{text_table}
+```
+
+### Targets (shmx)
+
+{chr(10).join(tgt)}
+
+## Charts
+
+""" + "\n\n".join(f"![{Path(r).stem}]({r})" for r in rel) + """
+
+## How it measures
+
+* Producer and consumers are separate processes, started by the driver;
+  each peer runs under its own interpreter and virtual environment and
+  speaks JSON lines to the driver (`tools/bench_peers/`).  Until every
+  consumer has received a warm-up message nothing is measured.
+* Every message carries its id and the producer's `time.perf_counter_ns()`
+  (CLOCK_MONOTONIC, comparable across processes) taken just before the
+  publish call; the consumer takes its own stamp as soon as the message is
+  in hand (eCAL: first thing in its receive callback).  The garbage
+  collector is off during the measured loops, for every peer alike.
+* (1) 10,000 messages of 40 bytes, paced at 1 kHz by a sleep-then-spin
+  producer.  Busy-poll: the consumer calls the peer's non-blocking receive in
+  a loop; blocking: the peer's own wait (shmx `wait_frame`, a futex).
+* (2) the producer publishes as fast as it can for a few seconds; "received
+  rate" is what one busy-polling consumer got per second, "delivered / sent"
+  the share of messages it saw.  For shmx the consumer reads in order with
+  `read_next()`, and the sum of its reported `dropped` counts is checked
+  against the gaps in the ids it saw (the raw JSON has both).
+* (3) 1920x1080x3 uint8 frames, the producer cycling through 8 distinct
+  source arrays (50 MB, more than the caches).  "touch" reads one byte of
+  every 4 KiB page of each frame in place; "copy" ends with a private copy
+  of each frame (for pipes and queues, the receive already is that copy).
+  GB/s = frames received x 6,220,800 bytes / s.  Publish cost = the
+  producer's time inside the publish call(s), per frame.  (3b) times
+  `begin_frame` + `append_stream` (a copy) against `begin_frame` + `loan` +
+  `publish_frame` (the producer writes the frame in place) with no reader.
+* (4) one producer at full speed, 1, 4 and 16 consumer processes using the
+  peer's blocking receive (where a peer has none, polling with a yield).
+* (5) `numpy.copyto` of 6 MB, cold (16 source/destination pairs in turn) and
+  hot (one pair again); a C program pins two threads to cores 0 and 1 and
+  bounces one cache line between them (the floor of any cross-core hand-off).
+* (6) call costs in one process: `get_latest_frame()` of an unchanged frame
+  with 3 small streams, a whole 3-stream publish, and the same two in C
+  (`tools/bench_c/latest_micro.c`, compiled against `csrc/`).
+"""
+    path = ROOT / "docs" / "benchmarks.md"
+    path.write_text(doc)
+    return path
+
+
+# ------------------------------------------------------------------ main
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="seconds-long smoke run: shmx only, small counts")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds (default 3; --quick: 1)")
+    ap.add_argument("--out", type=Path, default=ROOT / "tools" / "out" / "bench.json", help="JSON output path")
+    ap.add_argument("--setup-peers", action="store_true", help="create/refresh the peers' venvs in .peers/ from PyPI")
+    ap.add_argument("--peers", default=None, help="comma-separated subset of peers (shmx always runs)")
+    ap.add_argument("--scenarios", default="latency,rate,big,scale,machine,micro",
+                    help="comma-separated subset of: latency,rate,big,scale,machine,micro")
+    ap.add_argument("--count", type=int, default=None, help="latency messages per run (default 10000)")
+    ap.add_argument("--duration", type=float, default=None, help="seconds per rate/big/scale run (default 2)")
+    ap.add_argument("--consumers", default=None, help="consumer counts for scaling (default 1,4,16)")
+    ap.add_argument("--docs", action="store_true", help="also write docs/benchmarks.md and docs/img/*.png")
+    ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    args = ap.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.count = args.count or (200 if args.quick else 10000)
+    args.duration = args.duration or (0.2 if args.quick else 2.0)
+    args.consumers = [int(x) for x in (args.consumers or ("1,2" if args.quick else "1,4,16")).split(",")]
+    args.scenarios = set(args.scenarios.split(","))
+    command = "python tools/bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_signal)
+    atexit.register(cleanup_names)
+    atexit.register(kill_all_workers)
+    _ecal_before.update(glob.glob("/dev/shm/ecal_*"))
+
+    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    t_start = time.monotonic()
+    machine = machine_info()
+    peers = all_peers()
+    if args.quick:
+        peers = [p for p in peers if p.name == "shmx"]
+    elif args.peers:
+        wanted = set(args.peers.split(",")) | {"shmx"}
+        peers = [p for p in peers if p.name in wanted]
+    tmp = tempfile.mkdtemp(prefix=f"shmxbench-work-{PID}-")  # not PREFIX: cleanup_names() would take it
+    build = os.path.join(tmp, "build")
+    os.makedirs(build)
+    progress = Progress(1)
+    res = Results(args.rounds)
+    interrupted = False
+    try:
+        for p in peers:
+            if args.setup_peers and p.venv:
+                progress.note(f"peer {p.name}: setting up")
+            setup_peer(p, args.setup_peers, progress.note)
+            probe_peer(p, tmp)
+            if p.status != "ran":
+                progress.note(f"peer {p.name}: skipped ({p.reason})")
+        shmx_peer = peers[0]
+        if not shmx_peer.ok:
+            print(f"shmx itself cannot run: {shmx_peer.reason}", file=sys.stderr)
+            return 1
+        plan = build_plan(peers, args)
+        progress = Progress(len(plan) * args.rounds)
+        for rnd in range(args.rounds):
+            for step in plan:
+                kind, peer, opts = step
+                label = f"round {rnd + 1}/{args.rounds} {kind} {' '.join(f'{v}' for v in opts.values())} " \
+                        f"{peer.name if peer else ''}"
+                progress.step(label)
+                if peer is not None and not peer.ok:
+                    progress.advance()
+                    continue
+                try:
+                    execute(step, rnd, args, res, tmp, build)
+                except Unsupported as exc:
+                    for key in _keys_for(kind, opts):
+                        res.not_available(key, peer.name if peer else "shmx", str(exc))
+                except RunFailed as exc:
+                    who = peer.name if peer else kind
+                    res.runs.append({"peer": who, "scenario": kind, "round": rnd, "opts": opts,
+                                     "failed": str(exc)})
+                    progress.note(f"  {who} {kind} {opts}: failed: {exc}")
+                    for key in _keys_for(kind, opts):
+                        res.not_available(key, who, f"failed: {str(exc)[:120]}")
+                progress.advance()
+    except KeyboardInterrupt:
+        interrupted = True
+        progress.note("interrupted: writing what was measured")
+    finally:
+        progress.close()
+        kill_all_workers()
+        cleanup_names()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    targets = targets_report(res)
+    table = render_table(res, peers, machine)
+    peers_text = render_peers(peers)
+    doc: Dict[str, Any] = {
+        "schema": 1,
+        "tool": "tools/bench.py",
+        "command": command,
+        "started": started,
+        "elapsed_s": round(time.monotonic() - t_start, 1),
+        "quick": args.quick,
+        "rounds": args.rounds,
+        "interrupted": interrupted,
+        "params": {"latency_count": args.count, "latency_hz": 1000, "duration_s": args.duration,
+                   "consumers": args.consumers, "frame_bytes": FRAME_1080P, "small_bytes": SMALL_BYTES},
+        "machine": machine,
+        "peers": {p.name: {"status": p.status, "reason": p.reason, "title": p.title, "version": p.version,
+                           "python": str(p.python) if p.python else None, "modes": p.modes} for p in peers},
+        "figures": {k: {"section": FIGURES[k][0], "title": FIGURES[k][1], "unit": FIGURES[k][2],
+                        "better": FIGURES[k][3], "target": FIGURES[k][4], "values": v,
+                        "summary": {peer: res.summary(k, peer) for peer in v},
+                        "not_available": res.na.get(k, {})}
+                    for k, v in res.values.items()},
+        "not_available": res.na,
+        "targets": targets,
+        "runs": res.runs,
+        "charts": [],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not args.no_charts:
+        doc["charts"] = make_charts(res, peers, args.out.parent, args.out.stem)
+    args.out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    print(f"shmx benchmarks - {started} - {machine_text(machine)}")
+    print(peers_text)
+    print(table)
+    print(f"\nJSON: {args.out}" + (f"; charts: {', '.join(doc['charts'])}" if doc["charts"] else
+                                  ("" if args.no_charts else "; charts: matplotlib not importable")))
+    if args.docs and not args.quick:
+        path = write_docs(table, peers_text, machine, doc["charts"], command, started, targets)
+        print(f"docs: {path}")
+    return 130 if interrupted else 0
+
+
+def _keys_for(kind: str, opts: Dict[str, Any]) -> List[str]:
+    if kind == "latency":
+        return [f"latency.{opts['mode']}.{p}_us" for p in ("p50", "p99", "p999")]
+    if kind == "rate":
+        return ["rate.publish_hz", "rate.delivered_hz", "rate.delivered_pct"]
+    if kind == "big":
+        return [f"big.{opts['mode']}.{k}" for k in ("gbps", "fps", "publish_us")]
+    if kind == "scale":
+        return [f"scale.{opts['n']}.{k}" for k in ("producer_hz", "consumer_min_hz", "consumer_median_hz")]
+    if kind == "loan":
+        return [f"loan.{s}.{k}" for s in (65536, FRAME_1080P) for k in ("append_us", "loan_us")]
+    if kind == "micro":
+        return ["micro.get_latest_frame_ns", "micro.publish3_ns"]
+    if kind == "c_micro":
+        return ["micro.c_latest_ns", "micro.c_publish3_ns"]
+    return []
+
+
+if __name__ == "__main__":
+    sys.exit(main())
