@@ -5,34 +5,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable
 
 import pytest
 
 from _clib import SHM_DIR, c_examples, run
+from _demo import finish, start
 
 
 @pytest.fixture(scope="module")
 def bins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return c_examples(tmp_path_factory)
-
-
-def start(cmd: List[str]) -> subprocess.Popen:
-    return subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 30) -> subprocess.CompletedProcess:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"{proc.args} did not finish in {timeout} s\n{out}\n{err}") from None
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_help(bins: Path) -> None:

@@ -10,16 +10,15 @@ seq (uint64), pixels (uint8, byte i of frame k = (k + i) % 251), stamp
 """
 from __future__ import annotations
 
-import struct
-import subprocess
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable
 
 import pytest
 
 import shmx
 from _clib import c_examples
+from _demo import check_frame, demo_streams, finish, publish_all, read_all, start, wait_readers
 
 FRAMES = 300
 PIXELS = 20000
@@ -28,46 +27,6 @@ PIXELS = 20000
 @pytest.fixture(scope="module")
 def bins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return c_examples(tmp_path_factory)
-
-
-def pattern(k: int, n: int, _cache: dict = {}) -> bytes:
-    base = _cache.get(n)
-    if base is None:
-        base = _cache[n] = bytes(i % 251 for i in range(n + 251))
-    start = k % 251
-    return base[start:start + n]
-
-
-def start(cmd: List[object]) -> subprocess.Popen:
-    return subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 30) -> subprocess.CompletedProcess:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"{proc.args} did not finish in {timeout} s\n{out}\n{err}") from None
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def demo_streams() -> list:
-    return [shmx.create_stream_spec(1, "seq", shmx.DT_U64, 1, 8),
-            shmx.create_stream_spec(2, "pixels", shmx.DT_U8, 1, 1),
-            shmx.create_stream_spec(3, "stamp", shmx.DT_F64, 1, 8)]
-
-
-def check_frame(frame: dict) -> int:
-    """The frame's seq k, after checking every byte against the schema."""
-    k = int.from_bytes(frame["seq"]["data"], "little")
-    px = frame["pixels"]
-    assert px["elem_count"] == px["bytes"] == len(px["data"])
-    assert px["data"] == pattern(k, px["bytes"]), f"pixels of frame {k} differ"
-    (stamp,) = struct.unpack("<d", frame["stamp"]["data"])
-    assert stamp == k / 1000.0 == frame["__metadata__"]["sim_time"]
-    return k
 
 
 # ------------------------------------------------------------ C -> Python
@@ -81,58 +40,19 @@ def test_c_producer_python_consumer(bins: Path, unique_name: Callable[[str], str
     except Exception:
         prod.kill()
         raise
-    seen: List[int] = []
-    dropped = 0
     try:
         info = {s["name"]: s for s in client.get_streams_info()}
         assert info["pixels"]["dtype"] == "uint8" and info["seq"]["bytes_per_elem"] == 8
         assert info["stamp"]["dtype"] == "float64"
-        deadline = time.monotonic() + 30
-        while (not seen or seen[-1] < FRAMES) and time.monotonic() < deadline:
-            frame = client.wait_next(timeout=0.5)
-            if frame is None:
-                continue
-            k = check_frame(frame)
-            assert not seen or k == seen[-1] + 1 + frame["__metadata__"]["dropped"]
-            dropped += frame["__metadata__"]["dropped"]
-            seen.append(k)
+        seen = read_all(client, FRAMES)
     finally:
         client.close()
     p = finish(prod)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert seen and seen[-1] == FRAMES, f"last frame read: {seen[-1:]}"
-    assert len(seen) + dropped == FRAMES - seen[0] + 1
-    assert len(seen) > FRAMES // 2, f"only {len(seen)} frames read ({dropped} dropped)"
+    assert len(seen) > FRAMES // 2, f"only {len(seen)} of {FRAMES} frames read"
 
 
 # ------------------------------------------------------------ Python -> C
-
-def _publish_all(server: shmx.Server, frames: int, nbytes: int) -> List[dict]:
-    """Publish the demo frames at ~1 kHz; returns the control messages seen."""
-    messages: List[dict] = []
-    k = 1
-    deadline = time.monotonic() + 30
-    while k <= frames and time.monotonic() < deadline:
-        try:
-            server.publish({"seq": k.to_bytes(8, "little"), "pixels": pattern(k, nbytes),
-                            "stamp": struct.pack("<d", k / 1000.0)}, sim_time=k / 1000.0)
-        except shmx.BusyError:  # the consumer pins every slot for a moment
-            time.sleep(0.0005)
-            continue
-        k += 1
-        messages += server.poll_control()
-        time.sleep(0.001)
-    assert k == frames + 1, f"published only {k - 1} frames"
-    return messages
-
-
-def _wait_readers(server: shmx.Server, n: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 10
-    while server.get_header_info()["readers_connected"] < n:
-        assert proc.poll() is None, finish(proc).stderr
-        assert time.monotonic() < deadline, "the C consumer did not attach"
-        time.sleep(0.005)
-
 
 def test_python_producer_c_consumer_and_control_to_python(bins: Path,
                                                            unique_name: Callable[[str], str]) -> None:
@@ -141,8 +61,8 @@ def test_python_producer_c_consumer_and_control_to_python(bins: Path,
     try:
         cons = start([bins / "consumer", "--name", name, "--frames", FRAMES, "--send-control", "5",
                       "--quiet", "--timeout-ms", "20000"])
-        _wait_readers(server, 1, cons)
-        messages = _publish_all(server, FRAMES, PIXELS)
+        wait_readers(server, 1, cons)
+        messages = publish_all(server, FRAMES, PIXELS)
         c = finish(cons)
         deadline = time.monotonic() + 5
         while len(messages) < 5 and time.monotonic() < deadline:

@@ -1,0 +1,3 @@
+module shmx.local
+
+go 1.19
