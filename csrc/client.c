@@ -451,6 +451,23 @@ static int newer_frame(const shmx_client *c)
     return shmx_load_acquire64(&c->r.gh->frame_seq) > c->last_id;
 }
 
+/* A shmx 1.0.1 producer bumps frame_seq as publish_frame starts, then
+ * checksums the payload, and only then stores frame_id and write_index
+ * (both release).  frame_seq alone therefore announces a frame that a read
+ * cannot find yet: a waiter woke, read, and got "no frame yet" or its old
+ * frame back (seen with 4 MiB frames, where the checksum takes
+ * milliseconds).  On a legacy region a frame is there once write_index
+ * names a slot whose frame_id is newer than the last one we returned. */
+static int legacy_newer_frame(const shmx_client *c)
+{
+    const shmx_region *r = &c->r;
+    /* Pairs with the legacy producer's release store of write_index, which
+     * follows its release store of the slot's frame_id. */
+    uint32_t w = shmx_load_acquire32(&r->gh->write_index);
+    if (w == 0) return 0;
+    return shmx_load_acquire64(&shmx_slot_header(r, (w - 1u) % r->slots)->frame_id) > c->last_id;
+}
+
 shmx_status shmx_client_wait(shmx_client *c, int64_t timeout_ns)
 {
     shmx_status st = check_client(c, "wait");
@@ -462,7 +479,7 @@ shmx_status shmx_client_wait(shmx_client *c, int64_t timeout_ns)
         /* Legacy producer: no futex word to wait on; poll, backing off. */
         uint64_t nap = 20000;
         for (;;) {
-            if (newer_frame(c)) return SHMX_OK;
+            if (legacy_newer_frame(c)) return SHMX_OK;
             uint64_t now = shmx_plat_now_ns();
             if (now >= deadline) return SHMX_ETIMEDOUT;
             uint64_t left = deadline - now;
