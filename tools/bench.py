@@ -491,7 +491,7 @@ def c_latest(build: str, quick: bool) -> Dict[str, Any]:
     exe = compile_c(build, "latest_micro", [C_DIR / "latest_micro.c", *srcs],
                     [f"-I{CSRC / 'include'}", f"-I{CSRC}"])
     try:
-        rc, out = _run_quiet([str(exe), unique_name(), "200000" if quick else "2000000"], 120)
+        rc, out = _run_quiet([str(exe), unique_name(), "50000" if quick else "200000"], 120)
     finally:
         cleanup_names()
     if rc != 0:
@@ -526,10 +526,10 @@ _fig("latency.block.p999_us", S1, "blocking p99.9", "us", "lower")
 _fig("rate.publish_hz", S2, "publish rate", "msg/s", "higher", (">=", 1e6))
 _fig("rate.delivered_hz", S2, "received rate", "msg/s", "higher")
 _fig("rate.delivered_pct", S2, "delivered / sent", "%", "higher")
-for _m in ("touch", "copy"):
-    _fig(f"big.{_m}.gbps", S3, f"{_m} consumer GB/s", "GB/s", "higher", (">=", 20) if _m == "touch" else None)
-    _fig(f"big.{_m}.fps", S3, f"{_m} consumer frames/s", "fps", "higher")
-    _fig(f"big.{_m}.publish_us", S3, f"publish cost ({_m} run)", "us", "lower")
+for _m, _label in (("touch", "touch"), ("copy", "copy"), ("touch_loan", "loan producer, touch")):
+    _fig(f"big.{_m}.gbps", S3, f"{_label} consumer GB/s", "GB/s", "higher", (">=", 20) if _m == "touch" else None)
+    _fig(f"big.{_m}.fps", S3, f"{_label} consumer frames/s", "fps", "higher")
+    _fig(f"big.{_m}.publish_us", S3, f"publish cost ({_label} run)", "us", "lower")
 for _size, _label in ((65536, "64 KiB"), (FRAME_1080P, "6 MB")):
     _fig(f"loan.{_size}.append_us", S3L, f"{_label} append_stream", "us", "lower")
     _fig(f"loan.{_size}.loan_us", S3L, f"{_label} zero-copy loan", "us", "lower")
@@ -643,6 +643,9 @@ def build_plan(peers: List[Peer], args) -> List[Tuple[str, Optional[Peer], Dict[
             for p in ok:
                 plan.append(("big", p, {"mode": mode}))
         for p in ok:
+            if p.name == "shmx":
+                plan.append(("big", p, {"mode": "touch", "loan": True}))
+        for p in ok:
             if p.worker.name == "shmx_worker.py":
                 plan.append(("loan", p, {}))
     if "scale" in sc:
@@ -686,13 +689,17 @@ def execute(step: Tuple[str, Optional[Peer], Dict[str, Any]], rnd: int, args, re
     elif kind == "big":
         assert peer is not None
         mode = opts["mode"]
-        r = run_pair(peer, "big", mode, 1, {"duration": args.duration, "frame_bytes": FRAME_1080P}, tmp)
+        params = {"duration": args.duration, "frame_bytes": FRAME_1080P}
+        if opts.get("loan"):
+            params["loan"] = True
+        r = run_pair(peer, "big", mode, 1, params, tmp)
         res.runs.append(dict(r, round=rnd))
         pr, c = r["producer"], r["consumers"]["consumer0"]
-        peer.modes["big"] = r.get("info", {}).get("producer", {}).get("mode", "")
-        res.put(f"big.{mode}.gbps", peer.name, rnd, c["gbps"])
-        res.put(f"big.{mode}.fps", peer.name, rnd, c["fps"])
-        res.put(f"big.{mode}.publish_us", peer.name, rnd, pr["publish_us"])
+        key = f"{mode}_loan" if opts.get("loan") else mode
+        peer.modes["big_loan" if opts.get("loan") else "big"] = r.get("info", {}).get("producer", {}).get("mode", "")
+        res.put(f"big.{key}.gbps", peer.name, rnd, c["gbps"])
+        res.put(f"big.{key}.fps", peer.name, rnd, c["fps"])
+        res.put(f"big.{key}.publish_us", peer.name, rnd, pr["publish_us"])
     elif kind == "loan":
         assert peer is not None
         r = run_single(peer, "loan", {"sizes": [65536, FRAME_1080P], "min_s": 0.05 if q else 0.3,
@@ -775,7 +782,8 @@ def render_table(res: Results, peers: List[Peer], machine: Dict[str, Any]) -> st
     lines: List[str] = []
     order = [p.name for p in peers] + ["machine"]
     section = None
-    head = f"  {'figure':<36} {'peer':<11} {'median':>8} {'[min - max]':>19}  {'x shmx':>17}  note"
+    tw = max(len(f"{t} ({u})") for _s, t, u, _b, _t in FIGURES.values()) + 1
+    head = f"  {'figure':<{tw}} {'peer':<11} {'median':>8} {'[min - max]':>19}  {'x shmx':>17}  note"
     for key, (sec, title, unit, _better, target) in FIGURES.items():
         rows = res.values.get(key, {})
         nas = res.na.get(key, {})
@@ -799,10 +807,10 @@ def render_table(res: Results, peers: List[Peer], machine: Dict[str, Any]) -> st
                 elif name == "shmx":
                     ratio = "1.00"
                 note = target_text(target, s["median"], unit) if name == "shmx" else ""
-                lines.append(f"  {title + ' (' + unit + ')':<36} {name:<11} {fmt(s['median'], unit):>8} "
+                lines.append(f"  {title + ' (' + unit + ')':<{tw}} {name:<11} {fmt(s['median'], unit):>8} "
                              f"{span:>19}  {ratio:>17}  {note}")
             elif name in nas:
-                lines.append(f"  {title + ' (' + unit + ')':<36} {name:<11} {'n/a':>8} {'':>19}  {'':>17}  "
+                lines.append(f"  {title + ' (' + unit + ')':<{tw}} {name:<11} {'n/a':>8} {'':>19}  {'':>17}  "
                              f"{nas[name][:70]}")
     return "\n".join(lines)
 
@@ -930,22 +938,25 @@ def make_charts(res: Results, peers: List[Peer], outdir: Path, stem: str) -> Lis
         made.append(str(path))
 
     # GB/s per peer.
-    bars = [(n, [res.summary(f"big.{m}.gbps", n) for m in ("touch", "copy")]) for n in names]
+    big_modes = ("touch", "copy", "touch_loan")
+    bars = [(n, [res.summary(f"big.{m}.gbps", n) for m in big_modes]) for n in names]
     bars = [(n, s) for n, s in bars if any(s)]
     if bars:
         fig, ax = plt.subplots(figsize=(10, 4.5))
-        width = 0.38
-        for j, m in enumerate(("touch", "copy")):
+        width = 0.27
+        labels = {"touch": "consumer touches each page", "copy": "consumer copies the frame",
+                  "touch_loan": "zero-copy loan producer, consumer touches each page"}
+        for j, m in enumerate(big_modes):
             xs, ys, err_lo, err_hi = [], [], [], []
             for i, (n, s) in enumerate(bars):
                 if s[j] is None:
                     continue
-                xs.append(i + (j - 0.5) * width)
+                xs.append(i + (j - 1) * width)
                 ys.append(s[j]["median"])
                 err_lo.append(s[j]["median"] - s[j]["min"])
                 err_hi.append(s[j]["max"] - s[j]["median"])
-            ax.bar(xs, ys, width, yerr=[err_lo, err_hi], capsize=3,
-                   label="consumer touches each page" if m == "touch" else "consumer copies the frame")
+            if xs:
+                ax.bar(xs, ys, width, yerr=[err_lo, err_hi], capsize=3, label=labels[m])
         ax.set_xticks(range(len(bars)))
         ax.set_xticklabels([n for n, _ in bars])
         ax.set_yscale("log")
@@ -1244,7 +1255,8 @@ def _keys_for(kind: str, opts: Dict[str, Any]) -> List[str]:
     if kind == "rate":
         return ["rate.publish_hz", "rate.delivered_hz", "rate.delivered_pct"]
     if kind == "big":
-        return [f"big.{opts['mode']}.{k}" for k in ("gbps", "fps", "publish_us")]
+        m = f"{opts['mode']}_loan" if opts.get("loan") else opts["mode"]
+        return [f"big.{m}.{k}" for k in ("gbps", "fps", "publish_us")]
     if kind == "scale":
         return [f"scale.{opts['n']}.{k}" for k in ("producer_hz", "consumer_min_hz", "consumer_median_hz")]
     if kind == "loan":

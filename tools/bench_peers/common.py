@@ -463,21 +463,25 @@ class Unsupported(Exception):
 
 
 def time_loop(fn: Callable[[], Any], min_s: float = 0.2, batch: int = 1000) -> float:
-    """Mean nanoseconds per call of ``fn`` (batches until ``min_s`` passed),
-    best of 5 batches of that size, so a preemption does not count."""
-    n = batch
-    while True:  # find a batch size that runs ~min_s/5
+    """Nanoseconds per call of ``fn``: the best of many short batches (about
+    2 ms each, ``min_s`` in all), so that a batch in which the process was
+    preempted - frequent on a shared machine - does not count."""
+    n = max(1, batch // 10)
+    while True:  # a batch size that runs about 2 ms
         t0 = now_ns()
         for _ in range(n):
             fn()
         dt = now_ns() - t0
-        if dt > min_s * 1e9 / 5 or n > 50_000_000:
+        if dt > 2_000_000 or n > 50_000_000:
             break
-        n *= 4
+        n *= 2
     best = dt / n
-    for _ in range(4):
+    end = now_ns() + int(min_s * 1e9)
+    rounds = 0
+    while now_ns() < end or rounds < 5:
         t0 = now_ns()
         for _ in range(n):
             fn()
         best = min(best, (now_ns() - t0) / n)
+        rounds += 1
     return best
