@@ -171,20 +171,23 @@ class Client:
             if st == 0:
                 return True
             if st == lib.SHMX_ECLOSED:
-                # The server is gone: follow a new server that takes the name.
+                # The server is gone: follow a new server that has taken the
+                # name.  If none has, the wait is over, as documented (None
+                # "when the server is gone"): waiting on for a successor made
+                # wait_frame() and frames() without a timeout hang forever
+                # once the producer had exited.
                 if self._follow_new_server():
                     continue
-                time.sleep(max(min(0.01, left), 0.0))
-            elif st != lib.SHMX_ETIMEDOUT:
+                self._fail(st)
+                # Say what happened, not why the look for a new server failed.
+                self.last_error = (f"the server of '{self._name}' is gone (destroyed, or its "
+                                   "process died) and no new server has taken the name")
+                return False
+            if st != lib.SHMX_ETIMEDOUT:
                 self._fail(st)
                 return False
             if deadline is not None and time.monotonic() >= deadline:
                 self._fail(st)
-                if st == lib.SHMX_ECLOSED:
-                    # Say what happened, not why the last look for a new
-                    # server failed ("no region ...").
-                    self.last_error = (f"the server of '{self._name}' is gone (destroyed, or its "
-                                       "process died) and no new server has taken the name")
                 return False
         self._fail(lib.SHMX_EINVAL)
         return False
