@@ -713,3 +713,122 @@ def test_waiting_on_a_legacy_server_never_returns_an_old_frame(legacy: Legacy) -
         repeats = [b for a, b in zip(seen, seen[1:]) if b <= a]
         assert not repeats, f"wait_frame returned a frame it had already returned: {seen}"
         assert seen and seen[-1] == count
+
+
+# ============================== shmx 1.0.1's C++ library (unbound parts)
+
+CPP_DRIVER = pathlib.Path(__file__).resolve().parent / "legacy_cpp" / "static_append.cpp"
+
+
+@pytest.fixture(scope="session")
+def legacy_static_append_exe(legacy_python: pathlib.Path) -> pathlib.Path:
+    """tests/legacy_cpp/static_append.cpp built against shmx 1.0.1's headers."""
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if not cxx:
+        pytest.skip("no C++ compiler to build the shmx 1.0.1 C++ driver")
+    try:
+        include = legacy_env.ensure_legacy_headers(ROOT)
+    except RuntimeError as exc:
+        pytest.skip(f"shmx 1.0.1 headers unavailable: {exc}")
+    out = legacy_env.peer_dir(ROOT) / "bin" / "static_append"
+    if out.exists() and out.stat().st_mtime >= CPP_DRIVER.stat().st_mtime:
+        return out
+    out.parent.mkdir(exist_ok=True)
+    tmp = out.with_name(f"static_append.{os.getpid()}.tmp")
+    proc = subprocess.run([cxx, "-std=c++17", "-O1", "-Wall", "-I", str(include), str(CPP_DRIVER), "-o", str(tmp),
+                           "-pthread", "-lrt"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"building the C++ driver failed:\n{proc.stderr[-3000:]}"
+    os.replace(tmp, out)  # atomic: a concurrent run sees the old or the new binary
+    return out
+
+
+class CppPeer:
+    """The C++ driver: one command per line, "ok"/"fail" per answer."""
+
+    def __init__(self, exe: pathlib.Path, name: str) -> None:
+        self.proc = subprocess.Popen([str(exe), name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        threading.Thread(target=LegacyPeer._pump, args=(self.proc.stdout, self._lines), daemon=True).start()
+        first = self._read()
+        if first != "created":
+            self.close()
+            raise LegacyError(f"C++ driver did not create {name}: {first!r}")
+
+    def _read(self) -> Optional[str]:
+        try:
+            line = self._lines.get(timeout=CALL_TIMEOUT_S)
+        except queue.Empty:
+            self.close()
+            raise LegacyError("C++ driver did not answer in time") from None
+        return None if line is None else line.strip()
+
+    def cmd(self, line: str) -> bool:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        reply = self._read()
+        if reply not in ("ok", "fail"):
+            raise LegacyError(f"C++ driver answered {reply!r} to {line[:60]!r}")
+        return reply == "ok"
+
+    def frame(self, frame: Dict[int, bytes], sim_time: float, bpe: Dict[int, int]) -> bool:
+        parts = [f"{sid} {len(d) // bpe[sid]} {d.hex() or '-'}" for sid, d in frame.items()]
+        return self.cmd(f"frame {sim_time!r} " + " ".join(parts))
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.cmd("quit")
+                self.proc.wait(timeout=10)
+        except (LegacyError, OSError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                if f:
+                    f.close()
+
+
+def test_legacy_write_static_append_read_by_us(legacy: Legacy, legacy_static_append_exe: pathlib.Path) -> None:
+    """A shmx 1.0.1 producer (its C++ library) appends a stream descriptor
+    and an unknown TLV to its static directory; our Client and Inspector
+    pick both changes up, and read frames carrying the new stream."""
+    name = legacy.name("l2o-static")
+    drv = CppPeer(legacy_static_append_exe, name)
+    try:
+        with shmx.Client() as c, shmx.Inspector() as ins:
+            assert c.open(name), c.last_error
+            assert ins.open(name), ins.last_error
+            base = [{"id": 1, "name": "base", "dtype": "uint8", "dtype_code": shmx.DT_U8, "components": 1,
+                     "layout": "scalar", "bytes_per_elem": 1}]
+            assert c.get_streams_info() == base
+            gen0 = c.get_header_info()["static_gen"]
+            unknown = struct.pack("<II", 0x7777, 5) + b"\x01\x02\x03\x04\x05"
+            unknown += b"\0" * (align16(len(unknown)) - len(unknown))
+            extra = b"\x00\xffextra"
+            late = static_dir_tlv(2, "late", shmx.DT_F32, 2, 8, shmx.LAYOUT_AOS_VECTOR, extra)
+            assert drv.cmd("append " + (unknown + late).hex())
+            h = c.get_header_info()
+            assert h["static_gen"] == gen0 + 1
+            buf = raw_region(name)
+            used = struct.unpack_from("<I", buf, 56)[0]
+            assert used == h["static_bytes_used"] and buf[128 + used - len(late):128 + used] == late
+            assert struct.unpack_from("<Q", buf, 40)[0] == layout_dump.fnv1a64(buf[128:128 + used])
+            want = base + [{"id": 2, "name": "late", "dtype": "float32", "dtype_code": shmx.DT_F32,
+                            "components": 2, "layout": "vector", "bytes_per_elem": 8, "extra": extra}]
+            assert c.refresh_static()
+            assert c.get_streams_info() == want
+            assert ins.get_streams_info() == want
+            rng = random.Random(9)
+            frame = {1: rng.randbytes(33), 2: rng.randbytes(8 * 11)}
+            assert drv.frame(frame, 4.25, {1: 1, 2: 8})
+            check_frame(c.get_latest_frame(), frame, 1, 4.25, {1: "base", 2: "late"}, {1: 1, 2: 8})
+            check_frame(ins.copy_latest(), frame, 1, 4.25, {1: "base", 2: "late"}, {1: 1, 2: 8})
+            # Full: the legacy producer refuses, nothing changes.
+            assert not drv.cmd("append " + (b"\0" * 2000).hex())
+            assert c.get_header_info()["static_gen"] == gen0 + 1
+    finally:
+        drv.close()

@@ -227,6 +227,32 @@ def ensure_legacy_python(root: pathlib.Path, rebuild: bool = False) -> pathlib.P
             fcntl.flock(lockf, fcntl.LOCK_UN)
 
 
+def ensure_legacy_headers(root: pathlib.Path) -> pathlib.Path:
+    """A folder holding shmx 1.0.1's C++ headers (``shmx_server.h``...),
+    unpacked from the sdist the build downloaded.  For C++ test drivers of
+    the parts its Python module does not bind (``write_static_append``).
+    Builds the venv first if needed; RuntimeError when impossible."""
+    ensure_legacy_python(root)
+    d = peer_dir(root)
+    out = d / "include"
+    names = ["shmx_common.h", "shmx_server.h", "shmx_client.h", "shmx_inspector.h"]
+    if all((out / n).exists() for n in names):
+        return out
+    sdists = sorted((d / "dist").glob(f"shmx-{LEGACY_VERSION}.tar.gz"))
+    if not sdists:
+        raise RuntimeError(f"no shmx-{LEGACY_VERSION}.tar.gz in {d / 'dist'} (rebuild with --rebuild)")
+    import tarfile
+    out.mkdir(exist_ok=True)
+    with tarfile.open(sdists[0]) as tar:
+        for n in names:
+            member = tar.getmember(f"shmx-{LEGACY_VERSION}/src/{n}")
+            src = tar.extractfile(member)
+            if src is None:
+                raise RuntimeError(f"{n} is not a file in {sdists[0]}")
+            (out / n).write_bytes(src.read())
+    return out
+
+
 def build_info(root: pathlib.Path) -> Dict[str, object]:
     """What the last successful build recorded ({} when none)."""
     try:
