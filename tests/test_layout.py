@@ -14,9 +14,7 @@ import pathlib
 import struct
 import subprocess
 import sys
-from typing import Any, Callable, Dict
-
-import pytest
+from typing import Any, Dict
 
 import shmx
 
@@ -131,6 +129,7 @@ def test_header_fields_at_documented_offsets(name: str) -> None:
 
         # The latest frame header and payload.
         frame = c.get_latest_frame()
+        assert frame is not None
         buf = raw(name)  # after the read: it pinned the slot
         slot = (h["write_index"] - 1) % h["slots"]
         at = h["slots_offset"] + slot * h["slot_stride"]

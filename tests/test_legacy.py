@@ -535,6 +535,29 @@ def test_checksum_never_and_always(legacy: Legacy, unique_name: Callable[[str], 
         peer.call("client_close")
 
 
+def test_auto_cannot_see_a_legacy_reader_without_a_reader_slot(legacy: Legacy,
+                                                              unique_name: Callable[[str], str]) -> None:
+    """shmx 1.0.1's Client.open() succeeds even when every reader slot is
+    taken; such a reader leaves no trace, so checksum="auto" cannot know it
+    is there and it reads nothing.  "always" serves it."""
+    peer = legacy.peer()
+    for policy, readable in (("auto", False), ("always", True)):
+        name = unique_name(f"o2l-noslot-{policy}")
+        with shmx.Server() as s, shmx.Client() as ours:
+            assert s.create(name, reader_slots=1, streams=STREAMS, checksum=policy), s.last_error
+            assert ours.open(name)  # takes the only reader slot
+            assert peer.call("client_open", name=name)  # "succeeds" without a slot
+            assert s.get_header_info()["readers_connected"] == 1
+            frame = make_frame(random.Random(14), 1)
+            our_publish(s, frame, 1.0)
+            got = peer.call("client_latest")
+            if readable:
+                check_frame(got, frame, 1, 1.0, NAMES, BPE, hex_data=True)
+            else:
+                assert got is None
+            peer.call("client_close")
+
+
 def test_legacy_client_sees_our_schema_header_and_static_append(legacy: Legacy,
                                                                 unique_name: Callable[[str], str]) -> None:
     name = unique_name("o2l-static")
@@ -832,3 +855,57 @@ def test_legacy_write_static_append_read_by_us(legacy: Legacy, legacy_static_app
             assert c.get_header_info()["static_gen"] == gen0 + 1
     finally:
         drv.close()
+
+
+# ================================================================= swapping
+
+def test_replacing_a_legacy_server_by_ours(legacy: Legacy) -> None:
+    """shmx 1.0.1 leaves its region behind, and nothing tells whether its
+    owner lives: our server refuses the name (it would otherwise clobber a
+    live 1.0.1 producer) until the file is removed with --force; after that,
+    legacy readers read our server."""
+    peer, name = legacy.peer(), legacy.name("swap")
+    assert peer.call("server_create", name=name, streams=legacy_specs(STREAMS))
+    legacy_publish(peer, make_frame(random.Random(10), 1), 1.0)
+    peer.call("server_destroy")
+    assert os.path.exists(os.path.join(SHM_DIR, name)), "shmx 1.0.1 unlinks on destroy now?"
+    s = shmx.Server()
+    assert not s.create(name, streams=STREAMS)
+    assert "1.0.1" in s.last_error and "remove" in s.last_error
+    cli = [sys.executable, "-m", "shmx", "--dir", SHM_DIR, "rm"]
+    keep = subprocess.run(cli + [name], capture_output=True, text=True, timeout=60)
+    assert keep.returncode != 0 and os.path.exists(os.path.join(SHM_DIR, name))
+    gone = subprocess.run(cli + ["--force", name], capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 0, gone.stderr
+    assert not os.path.exists(os.path.join(SHM_DIR, name))
+    with s:
+        assert s.create(name, streams=STREAMS), s.last_error
+        assert peer.call("client_open", name=name)
+        frame = make_frame(random.Random(11), 2)
+        our_publish(s, frame, 2.0)
+        check_frame(peer.call("client_latest"), frame, 1, 2.0, NAMES, BPE, hex_data=True)
+        peer.call("client_close")
+
+
+def test_our_client_follows_a_legacy_successor(legacy: Legacy) -> None:
+    """Our server goes away and a shmx 1.0.1 server takes the name: a
+    waiting Client of ours moves over to it (as it does to a new server of
+    ours) and reads its frames."""
+    peer, name = legacy.peer(), legacy.name("succ")
+    with shmx.Server() as s, shmx.Client() as c:
+        assert s.create(name, streams=STREAMS), s.last_error
+        assert c.open(name)
+        our_publish(s, make_frame(random.Random(12), 1), 1.0)
+        assert c.get_latest_frame() is not None
+        s.destroy()
+        assert peer.call("server_create", name=name, streams=legacy_specs(STREAMS))
+        frame = make_frame(random.Random(13), 3)
+        t = threading.Timer(0.3, lambda: legacy_publish(peer, frame, 7.0))
+        t.start()
+        try:
+            got = c.wait_frame(timeout=20)
+        finally:
+            t.join(timeout=30)
+        check_frame(got, frame, 1, 7.0, NAMES, BPE)
+        assert c.get_header_info()["extended"] is False
+        peer.call("server_destroy")

@@ -140,7 +140,7 @@ def parse(buf: bytes, hex_bytes: int = 0) -> Dict[str, Any]:
     rep["kind"] = "shmx (extended)" if ext else "shmx 1.0.1 (legacy layout)"
 
     # Static directory.
-    streams = []
+    streams: List[Dict[str, Any]] = []
     s0, used = gh["static_offset"], gh["static_bytes_used"]
     if used > gh["static_bytes_cap"]:
         errors.append(f"static_bytes_used {used} > static_bytes_cap {gh['static_bytes_cap']}")
