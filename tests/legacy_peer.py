@@ -86,6 +86,41 @@ def op_server_publish_burst(count, stream_id, nbytes, elem_bytes=1, interval_s=0
     return True
 
 
+def burst_message(i):
+    """Message i of a control burst (tests/test_legacy.py has the same)."""
+    return 0x3000 + i % 256, bytes((i * 7 + j) % 256 for j in range(i % 61))
+
+
+def op_server_poll_until(count, timeout_s=60.0):
+    """Poll until ``count`` messages arrived (or the time is up)."""
+    import time
+    srv = _need("server")
+    got = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < count and time.monotonic() < deadline:
+        batch = srv.poll_control(256)
+        if not batch:
+            time.sleep(0.0005)
+        got.extend(batch)
+    return got
+
+
+def op_client_send_burst(count, timeout_s=60.0):
+    """Send burst messages 0..count-1, retrying while the ring is full."""
+    import time
+    cli = _need("client")
+    deadline = time.monotonic() + timeout_s
+    full = 0
+    for i in range(count):
+        typ, data = burst_message(i)
+        while not (cli.send_control(typ, data) if data else cli.send_control_empty(typ)):
+            full += 1
+            if time.monotonic() > deadline:
+                return {"sent": i, "full": full}
+            time.sleep(0.0002)
+    return {"sent": count, "full": full}
+
+
 def op_server_header():
     return _need("server").get_header_info()
 

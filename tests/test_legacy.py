@@ -400,6 +400,38 @@ def expected_streams(specs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
+def test_our_client_reads_what_only_a_legacy_server_writes(legacy: Legacy) -> None:
+    """shmx 1.0.1 checks nothing at publish: unknown stream ids, element
+    counts that disagree with the byte count, a stream twice in one frame,
+    dtype and layout codes it has no name for.  Our Client reads such frames
+    exactly as the legacy Client does."""
+    peer, name = legacy.peer(), legacy.name("l2o-odd")
+    odd = STREAMS + [{"id": 40, "name": "odd", "dtype_code": 0, "components": 0, "bytes_per_elem": 0,
+                      "layout_code": 7}]
+    assert peer.call("server_create", name=name, streams=legacy_specs(odd))
+    assert peer.call("client_open", name=name)
+    streams = [[99, "0a0b0c", 3],          # not in the schema
+               [1, (b"\x01" * 12).hex(), 5],  # 5 elements in 12 bytes
+               [2, "ff", 1], [2, "eeee", 2],  # twice: the later one wins in a dict
+               [40, "", 0]]
+    res = peer.call("server_publish", streams=streams, sim_time=-1.5)
+    assert all(res["appended"]) and res["published"]
+    with shmx.Client() as c:
+        assert c.open(name), c.last_error
+        mine = c.get_latest_frame()
+        theirs = peer.call("client_latest")
+        assert mine is not None and theirs is not None
+        assert mine.pop("__metadata__") == dict(theirs.pop("__metadata__"), dropped=0)
+        assert {k: {"data": bytes(v["data"]).hex(), "elem_count": v["elem_count"], "bytes": v["bytes"]}
+                for k, v in mine.items()} == theirs
+        assert set(theirs) == {"stream_99", "positions", "labels", "odd"}
+        assert theirs["labels"]["data"] == "eeee"
+        info = {s["id"]: s for s in c.get_streams_info()}
+        assert (info[40]["dtype"], info[40]["layout"]) == ("unknown", "unknown")
+        assert c.get_streams_info() == legacy_streams_as_ours(peer.call("client_streams"))
+    peer.call("client_close")
+
+
 @pytest.mark.parametrize("control_per_reader", [4096, 256, 200])
 def test_control_from_our_client_to_legacy_server(legacy: Legacy, control_per_reader: int) -> None:
     """Every message arrives once, in order, byte for byte, across ring
@@ -909,3 +941,68 @@ def test_our_client_follows_a_legacy_successor(legacy: Legacy) -> None:
         check_frame(got, frame, 1, 7.0, NAMES, BPE)
         assert c.get_header_info()["extended"] is False
         peer.call("server_destroy")
+
+
+# ========================================== control rings under concurrency
+
+def burst_message(i: int) -> Any:
+    """Message i of a control burst (tests/legacy_peer.py has the same)."""
+    return 0x3000 + i % 256, bytes((i * 7 + j) % 256 for j in range(i % 61))
+
+
+BURST = 3000
+
+
+def test_concurrent_control_burst_legacy_client_to_our_server(legacy: Legacy,
+                                                              unique_name: Callable[[str], str]) -> None:
+    """A shmx 1.0.1 client sends while our server polls, concurrently, with
+    the small ring full most of the time: nothing lost, doubled or torn."""
+    name = unique_name("o2l-burst")
+    peer = legacy.peer()
+    with shmx.Server() as s:
+        assert s.create(name, control_per_reader=256, streams=STREAMS), s.last_error
+        assert peer.call("client_open", name=name)
+        result: List[Any] = []
+        t = threading.Thread(target=lambda: result.append(peer.call("client_send_burst", count=BURST,
+                                                                    timeout=120)))
+        t.start()
+        got: List[Any] = []
+        deadline = time.monotonic() + 90
+        try:
+            while len(got) < BURST and time.monotonic() < deadline:
+                if s.wait_control(timeout=1.0):
+                    got += [(m["type"], m["data"]) for m in s.poll_control()]
+        finally:
+            t.join(timeout=150)
+        assert result and result[0]["sent"] == BURST, result
+        assert result[0]["full"] > 0, "the ring never filled: the test did not test wrap-around under load"
+        assert got == [burst_message(i) for i in range(BURST)]
+        peer.call("client_close")
+
+
+def test_concurrent_control_burst_our_client_to_legacy_server(legacy: Legacy) -> None:
+    peer, name = legacy.peer(), legacy.name("l2o-burst")
+    assert peer.call("server_create", name=name, control_per_reader=256, streams=legacy_specs(STREAMS))
+    with shmx.Client() as c:
+        assert c.open(name), c.last_error
+        result: List[Any] = []
+        t = threading.Thread(target=lambda: result.append(peer.call("server_poll_until", count=BURST,
+                                                                    timeout=120)))
+        t.start()
+        full = 0
+        deadline = time.monotonic() + 90
+        try:
+            for i in range(BURST):
+                typ, data = burst_message(i)
+                while not (c.send_control(typ, data) if data else c.send_control_empty(typ)):
+                    assert "full" in c.last_error, c.last_error
+                    assert time.monotonic() < deadline, f"stuck at message {i}"
+                    full += 1
+                    time.sleep(0.0002)
+        finally:
+            t.join(timeout=150)
+        assert result, "the legacy server did not answer"
+        assert [(m["type"], bytes.fromhex(m["data"])) for m in result[0]] == \
+            [burst_message(i) for i in range(BURST)]
+        assert {m["reader_id"] for m in result[0]} == {c.reader_id}
+        assert full > 0
