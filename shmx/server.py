@@ -123,7 +123,10 @@ class Server:
                 if key not in spec:
                     raise KeyError(f"stream {i} has no '{key}'")
             name = spec["name"]
-            nm = ffi.new("char[]", name.encode("utf-8") if isinstance(name, str) else bytes(name))
+            raw = name.encode("utf-8") if isinstance(name, str) else bytes(name)
+            if b"\0" in raw:
+                raise ValueError(f"stream {i}: name {name!r} contains a NUL character")
+            nm = ffi.new("char[]", raw)
             keep.append(nm)
             a = arr[i]
             a.stream_id = spec["id"]
