@@ -46,6 +46,15 @@ def stop_on_sigterm() -> None:
         pass
 
 
+def finishing() -> None:
+    """Cleanup has begun: a further SIGTERM must not cut it short (it would
+    leave a half-written file or a region behind)."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:
+        pass
+
+
 def code_for_status(status: int) -> int:
     """Exit code for a failed C status."""
     return EXIT_USAGE if status in _USAGE_STATUSES else EXIT_FAILURE

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from ._cliutil import (EXIT_FAILURE, EXIT_OK, CliError, Progress, Stop, shm_dir_of,
+from ._cliutil import (EXIT_FAILURE, EXIT_OK, CliError, Progress, Stop, finishing, shm_dir_of,
                        stop_on_sigterm, to_json)
 from ._common import DT_U8, DT_U32, DT_U64, create_stream_spec
 from ._shmx import lib
@@ -118,6 +118,7 @@ def produce(name: str, seconds: float, fps: float, shm_dir: str) -> int:
     except (KeyboardInterrupt, Stop):
         pass
     finally:
+        finishing()
         server.destroy()
         print(json.dumps({"published": published}), flush=True)
     return 0
@@ -146,6 +147,7 @@ def run_demo(seconds: float, fps: float, shm_dir: str, name: str, progress: Prog
     first_t: Optional[float] = None
     last_t = 0.0
     status = ""
+    interrupted = False
     try:
         deadline = time.monotonic() + 15.0
         while not client.open(name, shm_dir=shm_dir):
@@ -179,15 +181,20 @@ def run_demo(seconds: float, fps: float, shm_dir: str, name: str, progress: Prog
                       f"latency {latencies[-1]:6.3f} ms  skipped {skipped}  bad {mismatches}")
             progress.update(status)
     except (KeyboardInterrupt, Stop):
-        pass
+        interrupted = True
     finally:
+        finishing()
         if status:
             progress.update(status, force=True)  # the final count, also when not a terminal
         progress.done()
         client.close()
-        if producer.poll() is None:
+        # The producer ends by itself (it destroys its region, then prints
+        # its count); stop it only if it does not.
+        try:
+            out, _ = producer.communicate(timeout=1 if interrupted else 10)
+        except subprocess.TimeoutExpired:
             producer.terminate()
-        out, _ = producer.communicate(timeout=15)
+            out, _ = producer.communicate(timeout=15)
         # A producer that died without destroying its region leaves it stale.
         lib.shmx_unlink(name.encode(), os.fsencode(shm_dir), 0)
     try:

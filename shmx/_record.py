@@ -14,7 +14,7 @@ import time
 from typing import Any, BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from ._cliutil import (EXIT_FAILURE, EXIT_OK, CliError, Progress, Stop, check_name,
-                       code_for_status, fmt_bytes, shm_dir_of, stop_on_sigterm, to_json)
+                       code_for_status, finishing, fmt_bytes, shm_dir_of, stop_on_sigterm, to_json)
 from ._common import create_stream_spec
 from ._shmx import lib
 from .client import Client, connect
@@ -299,6 +299,7 @@ def _record(client: Client, args: argparse.Namespace, progress: Progress) -> int
                                 f"dropped {writer.dropped}")
         except (KeyboardInterrupt, Stop):
             stopped_by = "interrupted"
+        finishing()
         duration = time.monotonic_ns() - t0
         writer.finish(duration)
     progress.done()
@@ -433,6 +434,7 @@ def _play(rec: Recording, args: argparse.Namespace, shm_dir: str) -> int:
     except (KeyboardInterrupt, Stop):
         interrupted = True
     finally:
+        finishing()
         progress.done()
         server.destroy()
     seconds = time.monotonic() - start

@@ -14,8 +14,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, TextIO
 
-from ._cliutil import (EXIT_OK, Stop, active_readers, fmt_age, fmt_bytes, liveness_word,
-                       open_inspector, shm_dir_of, stop_on_sigterm, table, to_json)
+from ._cliutil import (EXIT_OK, Stop, active_readers, finishing, fmt_age, fmt_bytes,
+                       liveness_word, open_inspector, shm_dir_of, stop_on_sigterm, table, to_json)
 from .inspector import Inspector
 
 # ANSI sequences: alternate screen on/off, cursor hide/show, home, erase.
@@ -210,6 +210,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, Stop):
         pass  # quitting is the normal way out
     finally:
+        finishing()
         if term is not None:
             term.restore()
         insp.close()
