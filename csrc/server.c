@@ -640,7 +640,11 @@ shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void
             if (tlv.type == 0) { rd += body; continue; }
             if (tlv.length > buf_cap || (tlv.length && !buf)) {
                 shmx_store_release64(&h->read, rd);
-                msg->length = tlv.length;
+                /* Only if the caller's struct has the field (struct_size
+                 * rule): an older, smaller struct must not be written past. */
+                if (msg->struct_size == 0 ||
+                    msg->struct_size >= offsetof(shmx_control_msg, length) + sizeof msg->length)
+                    msg->length = tlv.length;
                 return shmx_fail(SHMX_ETOOBIG, "poll_control: message of %u bytes, buffer is %u", tlv.length, buf_cap);
             }
             shmx_control_msg m;

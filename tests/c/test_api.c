@@ -958,6 +958,19 @@ static void test_control(void)
     CHECK_OK(shmx_server_next_control(s, pm, buf, sizeof buf));
     CHECK(pm->struct_size == offsetof(shmx_control_msg, length) && pm->type == 77);
     CHECK(raw[offsetof(shmx_control_msg, length)] == 0xEE && raw[sizeof raw - 1] == 0xEE);
+    /* ...also when refusing with SHMX_ETOOBIG, which reports the length
+     * only to callers whose struct has that field. */
+    CHECK_OK(shmx_client_send_control(a, 78, "0123456789", 10));
+    memset(raw, 0xEE, sizeof raw);
+    pm->struct_size = (uint32_t)offsetof(shmx_control_msg, length);
+    CHECK_ST(shmx_server_next_control(s, pm, buf, 4), SHMX_ETOOBIG);
+    CHECK(raw[offsetof(shmx_control_msg, length)] == 0xEE);
+    memset(&m, 0, sizeof m);
+    m.struct_size = sizeof m;
+    CHECK_ST(shmx_server_next_control(s, &m, buf, 4), SHMX_ETOOBIG);
+    CHECK(m.length == 10);
+    CHECK_OK(shmx_server_next_control(s, &m, buf, sizeof buf));
+    CHECK(m.type == 78 && m.length == 10 && memcmp(buf, "0123456789", 10) == 0);
 
     shmx_client_close(b);
     shmx_client_close(a);
