@@ -130,7 +130,8 @@ def probe(python: pathlib.Path) -> Optional[str]:
 
 # ------------------------------------------------------------------ build
 
-def _step(argv: List[str], log, env: Dict[str, str], cwd: pathlib.Path, what: str) -> None:
+def _step(argv: List[str], log, env: Dict[str, str], cwd: pathlib.Path, what: str,
+          hint: str = "") -> None:
     log.write(f"\n$ {' '.join(argv)}\n")
     log.flush()
     t0 = time.monotonic()
@@ -146,7 +147,7 @@ def _step(argv: List[str], log, env: Dict[str, str], cwd: pathlib.Path, what: st
     if proc.returncode != 0:
         log.flush()
         tail = pathlib.Path(log.name).read_text(errors="replace").splitlines()[-25:]
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}); log {log.name}:\n" + "\n".join(tail))
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}){hint}; log {log.name}:\n" + "\n".join(tail))
 
 
 def _build(root: pathlib.Path, log) -> Dict[str, object]:
@@ -159,7 +160,8 @@ def _build(root: pathlib.Path, log) -> Dict[str, object]:
         shutil.rmtree(venv)
     base_env = legacy_env({"PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     t0 = time.monotonic()
-    _step([sys.executable, "-m", "venv", str(venv)], log, base_env, d, "create the venv")
+    _step([sys.executable, "-m", "venv", str(venv)], log, base_env, d, "create the venv",
+          " (Debian's system Python needs: apt-get install python3-venv)")
     py = venv / "bin" / "python"
     if not py.exists():
         raise RuntimeError(f"venv created without {py}")
@@ -187,7 +189,8 @@ def _build(root: pathlib.Path, log) -> Dict[str, object]:
     t1 = time.monotonic()
     _step(pip + ["install", "-v", "--no-build-isolation", "--no-deps", "--no-cache-dir", "--no-binary", "shmx",
                  str(sdists[0])],
-          log, build_env, d, f"build and install shmx {LEGACY_VERSION}")
+          log, build_env, d, f"build and install shmx {LEGACY_VERSION}",
+          " (it needs the Python headers: Debian's system Python: apt-get install python3-dev)")
     build_s = time.monotonic() - t1
     problem = probe(py)
     if problem:
