@@ -19,6 +19,7 @@ struct shmx_client {
     uint32_t pinned_slot;    /* slot we hold a pin on (our regions) */
     uint32_t cur_slot;       /* slot whose decode describes the current frame */
     uint64_t last_id;        /* id of the last frame returned */
+    uint64_t seen_seq;       /* frame_seq a read already looked at (see newer_frame) */
     shmx_frame_info cur;
     shmx_decoded *dec;       /* one per slot */
     uint64_t next_layout_id;
@@ -150,6 +151,7 @@ static shmx_status client_open_into(shmx_client *c, const char *name)
     c->pinned_slot = NO_SLOT;
     c->cur_slot = NO_SLOT;
     c->last_id = 0;
+    c->seen_seq = 0;
     c->detached = 0;
     memset(&c->cur, 0, sizeof c->cur);
     c->dec = calloc(c->r.slots, sizeof *c->dec);
@@ -360,6 +362,36 @@ static shmx_status take_newest_other(shmx_client *c, uint32_t busy_slot)
     return SHMX_OK;
 }
 
+/* Take frame `want` (frame_seq) from whichever slot holds it: write_index
+ * lags frame_seq between the producer's two stores, forever if it died
+ * there.  SHMX_EAGAIN when no complete slot holds it (rewritten since). */
+static shmx_status take_exact(shmx_client *c, uint64_t want)
+{
+    shmx_region *r = &c->r;
+    if (c->pinned_slot != NO_SLOT && c->last_id == want) return SHMX_OK; /* we hold it */
+    for (uint32_t s = 0; s < r->slots; s++) {
+        if (s == c->pinned_slot) continue;
+        shmx_frame_header *fh = shmx_slot_header(r, s);
+        if (SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq)) || shmx_load_relaxed64(&fh->frame_id) != want)
+            continue;
+        if (!pin_slot(c, s)) return SHMX_EAGAIN;
+        /* Pinned with an even seq: it cannot change now; is it still ours? */
+        if (shmx_load_relaxed64(&fh->frame_id) != want || fh->session_id_copy != r->session_id) {
+            unpin(c, s);
+            return SHMX_EAGAIN;
+        }
+        shmx_status st = take_slot(c, s, want, 0);
+        if (st != SHMX_OK) {
+            unpin(c, s);
+            return st;
+        }
+        unpin(c, c->pinned_slot);
+        c->pinned_slot = s;
+        return SHMX_OK;
+    }
+    return SHMX_EAGAIN;
+}
+
 shmx_status shmx_client_latest(shmx_client *c, shmx_frame_info *out)
 {
     shmx_status st = check_client(c, "latest");
@@ -367,18 +399,34 @@ shmx_status shmx_client_latest(shmx_client *c, shmx_frame_info *out)
     shmx_region *r = &c->r;
     if (!r->ext) return legacy_latest(c, out);
     for (int attempt = 0; attempt < 16; attempt++) {
-        /* Pairs with the store-release of write_index in publish. */
+        /* frame_seq before write_index, both acquire (pairs with their
+         * store-releases in publish, which stores frame_seq first).  When
+         * write_index names an older frame than frame_seq, the producer is
+         * between the two stores, or died there (kill -9): the newer frame
+         * is complete in another slot.  Without this a reader whose wait
+         * sees frame_seq ahead would get the same frame forever. */
+        uint64_t fseq = shmx_load_acquire64(&r->gh->frame_seq);
         uint32_t w = shmx_load_acquire32(&r->gh->write_index);
         if (w == 0) return shmx_fail(SHMX_EAGAIN, "'%s': no frame published yet", r->name);
+        c->seen_seq = fseq; /* whatever we return, it is the newest we can get */
         uint32_t slot = (w - 1u) % r->slots;
-        /* Our pinned slot cannot have been rewritten: it is still the latest. */
-        if (slot == c->pinned_slot) return return_current(c, out);
+        /* Our pinned slot cannot have been rewritten: it is still the latest
+         * that write_index names. */
+        if (slot == c->pinned_slot) {
+            if (fseq > c->last_id && take_exact(c, fseq) != SHMX_OK) (void)take_newest_other(c, slot);
+            return return_current(c, out);
+        }
         if (!pin_slot(c, slot)) { /* being rewritten: the newest complete frame is elsewhere */
             if (take_newest_other(c, slot) == SHMX_OK) return return_current(c, out);
             continue;
         }
         shmx_frame_header *fh = shmx_slot_header(r, slot);
         uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
+        if (fid < fseq && (take_exact(c, fseq) == SHMX_OK ||
+                           (fseq > c->last_id && take_newest_other(c, slot) == SHMX_OK))) {
+            unpin(c, slot); /* write_index lagged: took frame fseq (or the newest) instead */
+            return return_current(c, out);
+        }
         /* fid < last_id: write_index lags a frame read_next already found;
          * keep what we have rather than go back in time. */
         if (fid == 0 || fh->session_id_copy != r->session_id || fid < c->last_id) {
@@ -408,10 +456,11 @@ shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
     if (!r->ext) return shmx_fail(SHMX_ELEGACY, "read_next: '%s' is a shmx 1.0.1 region (no ordered reads)", r->name);
     if (c->last_id == 0) return shmx_client_latest(c, out);
     const uint64_t target = c->last_id + 1;
+    uint64_t fseq = 0;
     for (int attempt = 0; attempt < 64; attempt++) {
         /* Pairs with the store-release of frame_seq in publish: every frame
          * up to fseq is complete (or already overwritten by a newer one). */
-        uint64_t fseq = shmx_load_acquire64(&r->gh->frame_seq);
+        fseq = shmx_load_acquire64(&r->gh->frame_seq);
         if (fseq < target) return shmx_fail(SHMX_EAGAIN, "'%s': no frame after %llu yet", r->name,
                                             (unsigned long long)c->last_id);
         uint32_t best = NO_SLOT;
@@ -443,12 +492,21 @@ shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
         if (out) SHMX_COPY_OUT(out, &c->cur);
         return SHMX_OK;
     }
+    /* Every frame after ours was being rewritten: wait for the next publish. */
+    c->seen_seq = fseq;
     return shmx_fail(SHMX_EAGAIN, "'%s': the ring kept moving under read_next", r->name);
 }
 
+/* A frame newer than the last one read may be obtainable.  Not just
+ * frame_seq > last_id: the newest frames can all be gone (their slots taken
+ * again by the producer, which was then killed mid-write), and a waiter
+ * that kept being told "newer" would spin on the same frame forever and
+ * never notice its server died.  Reads record the frame_seq they looked at
+ * in seen_seq; only a publish after that wakes the waiter again. */
 static int newer_frame(const shmx_client *c)
 {
-    return shmx_load_acquire64(&c->r.gh->frame_seq) > c->last_id;
+    uint64_t known = c->last_id > c->seen_seq ? c->last_id : c->seen_seq;
+    return shmx_load_acquire64(&c->r.gh->frame_seq) > known;
 }
 
 /* A shmx 1.0.1 producer bumps frame_seq as publish_frame starts, then
