@@ -320,73 +320,45 @@ static shmx_status legacy_latest(shmx_client *c, shmx_frame_info *out)
     return shmx_fail(SHMX_EAGAIN, "'%s': the latest frame did not pass its checksum", r->name);
 }
 
-/* The slot write_index names is being rewritten, so the newest complete
- * frame is in another slot: take it if it is newer than ours (DESIGN.md:
- * "retry or take the previous frame").  Retrying alone starved readers:
- * when readers pin every slot but one, the producer rewrites that one slot
- * back to back, a pin on it almost never lands between two frames, and each
- * reader kept its old frame (a stress test saw 8 of 2325 frames).  Moving
- * to a frame another reader pins frees our old slot, so the producer gets
- * room and the latest frame stays readable again.  SHMX_EAGAIN: none. */
-static shmx_status take_newest_other(shmx_client *c, uint32_t busy_slot)
+/* Pin the newest complete frame whose id is at least min_id, from any slot,
+ * and make it current.  SHMX_EAGAIN when no slot holds one.  Looking at
+ * every slot (not only the one write_index names) covers the cases where
+ * write_index misleads: the producer is between its frame_seq and
+ * write_index stores (or died there), or it keeps rewriting the latest slot
+ * because readers pin all the others. */
+static shmx_status take_newest(shmx_client *c, uint64_t min_id)
 {
     shmx_region *r = &c->r;
-    uint32_t best = NO_SLOT;
-    uint64_t best_id = c->last_id;
-    for (uint32_t s = 0; s < r->slots; s++) {
-        if (s == busy_slot || s == c->pinned_slot) continue;
-        shmx_frame_header *fh = shmx_slot_header(r, s);
-        if (SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq))) continue;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        uint32_t best = NO_SLOT;
+        uint64_t best_id = 0;
+        for (uint32_t s = 0; s < r->slots; s++) {
+            shmx_frame_header *fh = shmx_slot_header(r, s);
+            if (SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq))) continue;
+            uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
+            if (fid >= min_id && fid > best_id && fh->session_id_copy == r->session_id) {
+                best = s;
+                best_id = fid;
+            }
+        }
+        if (best == NO_SLOT) return SHMX_EAGAIN;
+        if (best == c->pinned_slot) return SHMX_OK; /* ours is still the newest */
+        if (!pin_slot(c, best)) continue;           /* claimed meanwhile: look again */
+        /* Pinned with an even seq, the slot cannot change now; it may hold a
+         * newer frame than the scan saw, never an incomplete one. */
+        shmx_frame_header *fh = shmx_slot_header(r, best);
         uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
-        if (fid > best_id) {
-            best = s;
-            best_id = fid;
-        }
-    }
-    if (best == NO_SLOT || !pin_slot(c, best)) return SHMX_EAGAIN;
-    /* Pinned with an even seq: the slot cannot change now, but it may have
-     * been rewritten (with a newer frame) since the scan; check again. */
-    shmx_frame_header *fh = shmx_slot_header(r, best);
-    uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
-    if (fid <= c->last_id || fh->session_id_copy != r->session_id) {
-        unpin(c, best);
-        return SHMX_EAGAIN;
-    }
-    shmx_status st = take_slot(c, best, fid, 0);
-    if (st != SHMX_OK) {
-        unpin(c, best);
-        return st;
-    }
-    unpin(c, c->pinned_slot);
-    c->pinned_slot = best;
-    return SHMX_OK;
-}
-
-/* Take frame `want` (frame_seq) from whichever slot holds it: write_index
- * lags frame_seq between the producer's two stores, forever if it died
- * there.  SHMX_EAGAIN when no complete slot holds it (rewritten since). */
-static shmx_status take_exact(shmx_client *c, uint64_t want)
-{
-    shmx_region *r = &c->r;
-    if (c->pinned_slot != NO_SLOT && c->last_id == want) return SHMX_OK; /* we hold it */
-    for (uint32_t s = 0; s < r->slots; s++) {
-        if (s == c->pinned_slot) continue;
-        shmx_frame_header *fh = shmx_slot_header(r, s);
-        if (SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq)) || shmx_load_relaxed64(&fh->frame_id) != want)
+        if (fid < min_id || fh->session_id_copy != r->session_id) {
+            unpin(c, best);
             continue;
-        if (!pin_slot(c, s)) return SHMX_EAGAIN;
-        /* Pinned with an even seq: it cannot change now; is it still ours? */
-        if (shmx_load_relaxed64(&fh->frame_id) != want || fh->session_id_copy != r->session_id) {
-            unpin(c, s);
-            return SHMX_EAGAIN;
         }
-        shmx_status st = take_slot(c, s, want, 0);
+        shmx_status st = take_slot(c, best, fid, 0);
         if (st != SHMX_OK) {
-            unpin(c, s);
+            unpin(c, best);
             return st;
         }
         unpin(c, c->pinned_slot);
-        c->pinned_slot = s;
+        c->pinned_slot = best;
         return SHMX_OK;
     }
     return SHMX_EAGAIN;
@@ -398,54 +370,22 @@ shmx_status shmx_client_latest(shmx_client *c, shmx_frame_info *out)
     if (st != SHMX_OK) return st;
     shmx_region *r = &c->r;
     if (!r->ext) return legacy_latest(c, out);
-    for (int attempt = 0; attempt < 16; attempt++) {
-        /* frame_seq before write_index, both acquire (pairs with their
-         * store-releases in publish, which stores frame_seq first).  When
-         * write_index names an older frame than frame_seq, the producer is
-         * between the two stores, or died there (kill -9): the newer frame
-         * is complete in another slot.  Without this a reader whose wait
-         * sees frame_seq ahead would get the same frame forever. */
-        uint64_t fseq = shmx_load_acquire64(&r->gh->frame_seq);
-        uint32_t w = shmx_load_acquire32(&r->gh->write_index);
-        if (w == 0) return shmx_fail(SHMX_EAGAIN, "'%s': no frame published yet", r->name);
-        c->seen_seq = fseq; /* whatever we return, it is the newest we can get */
-        uint32_t slot = (w - 1u) % r->slots;
-        /* Our pinned slot cannot have been rewritten: it is still the latest
-         * that write_index names. */
-        if (slot == c->pinned_slot) {
-            if (fseq > c->last_id && take_exact(c, fseq) != SHMX_OK) (void)take_newest_other(c, slot);
-            return return_current(c, out);
-        }
-        if (!pin_slot(c, slot)) { /* being rewritten: the newest complete frame is elsewhere */
-            if (take_newest_other(c, slot) == SHMX_OK) return return_current(c, out);
-            continue;
-        }
-        shmx_frame_header *fh = shmx_slot_header(r, slot);
-        uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
-        if (fid < fseq && (take_exact(c, fseq) == SHMX_OK ||
-                           (fseq > c->last_id && take_newest_other(c, slot) == SHMX_OK))) {
-            unpin(c, slot); /* write_index lagged: took frame fseq (or the newest) instead */
-            return return_current(c, out);
-        }
-        /* fid < last_id: write_index lags a frame read_next already found;
-         * keep what we have rather than go back in time. */
-        if (fid == 0 || fh->session_id_copy != r->session_id || fid < c->last_id) {
-            unpin(c, slot);
-            if (c->pinned_slot != NO_SLOT) return return_current(c, out);
-            if (fid != 0 && fid < c->last_id) continue;
-            return shmx_fail(SHMX_EAGAIN, "'%s': no frame published yet", r->name);
-        }
-        st = take_slot(c, slot, fid, 0);
-        if (st != SHMX_OK) {
-            unpin(c, slot);
-            return st;
-        }
-        unpin(c, c->pinned_slot);
-        c->pinned_slot = slot;
-        return return_current(c, out);
-    }
-    if (c->pinned_slot != NO_SLOT) return return_current(c, out);
-    return shmx_fail(SHMX_EAGAIN, "'%s': every frame was being rewritten", r->name);
+    /* Pairs with the store-release of frame_seq in publish, which comes
+     * after the frame's slot seq went even: frame fseq is complete (or
+     * already replaced by a newer one). */
+    uint64_t fseq = shmx_load_acquire64(&r->gh->frame_seq);
+    c->seen_seq = fseq;
+    if (fseq == 0) return shmx_fail(SHMX_EAGAIN, "'%s': no frame published yet", r->name);
+    /* Fast path: the frame we hold is the newest published. */
+    if (c->pinned_slot != NO_SLOT && c->last_id >= fseq) return return_current(c, out);
+    /* Never older than what we returned before; after release() the same
+     * frame may be returned again. */
+    uint64_t min_id = c->pinned_slot != NO_SLOT ? c->last_id + 1 : (c->last_id ? c->last_id : 1);
+    st = take_newest(c, min_id);
+    if (st == SHMX_OK || c->pinned_slot != NO_SLOT) return return_current(c, out);
+    if (st != SHMX_EAGAIN) return st;
+    return shmx_fail(SHMX_EAGAIN, "'%s': no complete frame newer than %llu", r->name,
+                     (unsigned long long)c->last_id);
 }
 
 shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
