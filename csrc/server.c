@@ -194,6 +194,9 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
     int n = snprintf(tmp, sizeof tmp, "%s~shmx-new-%llu-%08x", s->r.path,
                      (unsigned long long)shmx_plat_pid(), (unsigned)shmx_plat_random64());
     if (n < 0 || (size_t)n >= sizeof tmp) { free(s); return shmx_fail(SHMX_ENAME, "path too long"); }
+    /* A creator killed before it named its region left its (fully
+     * reserved) temporary file behind: free that memory now. */
+    (void)shmx_plat_remove_stale_temps(s->r.path);
 
     /* Build the region under a temporary name, then give it the real name in
      * one step: no reader ever sees a half-initialised header. */

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ._shmx import ffi, lib
+from .errors import status_message
 
 DT_BOOL: int = lib.SHMX_DT_BOOL
 DT_I8: int = lib.SHMX_DT_I8
@@ -177,3 +178,20 @@ def open_options(shm_dir: Optional[str]) -> Any:
         keep = ffi.new("char[]", os.fsencode(shm_dir))
         opt.dir = keep
     return opt, keep
+
+
+def open_handle(open_fn: Any, handle_type: str, name: Any,
+                shm_dir: Optional[str]) -> Tuple[int, Any, str, str]:
+    """Call a C open function (``shmx_client_open``/``shmx_inspector_open``).
+    Returns ``(status, handle or None, region name, error message)``."""
+    try:
+        raw = encode_name(name)
+    except (TypeError, ValueError) as exc:
+        return lib.SHMX_EINVAL, None, "", f"open: {exc}"
+    opt, keep = open_options(shm_dir)
+    out = ffi.new(handle_type + " **")
+    st = open_fn(raw, opt, out)
+    del keep
+    if st != 0:
+        return st, None, "", status_message(st)
+    return 0, out[0], raw.decode("utf-8", "replace").lstrip("/"), ""

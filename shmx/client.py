@@ -7,7 +7,7 @@ import time
 import warnings
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
-from ._common import encode_name, header_dict, open_options, streams_list
+from ._common import header_dict, open_handle, streams_list
 from ._shmx import ffi, lib
 from .errors import error_for, status_message
 from .inspector import Inspector
@@ -63,22 +63,12 @@ class Client:
         ``last_error``) when there is no such region, it is not a shmx
         region, permission is denied, or every reader slot is taken."""
         self.close()
-        try:
-            raw = encode_name(name)
-        except (TypeError, ValueError) as exc:
-            self.last_error = f"open: {exc}"
-            self._last_status = lib.SHMX_EINVAL
-            return False
-        opt, keep = open_options(shm_dir)
-        out = ffi.new("shmx_client **")
-        st = lib.shmx_client_open(raw, opt, out)
-        del keep
+        st, handle, region, error = open_handle(lib.shmx_client_open, "shmx_client", name, shm_dir)
         if st != 0:
-            self.last_error = status_message(st)
-            self._last_status = st
+            self.last_error, self._last_status = error, st
             return False
-        self._adopt(out[0])
-        self._name = raw.decode("utf-8", "replace").lstrip("/")
+        self._adopt(handle)
+        self._name = region
         self._shm_dir = shm_dir
         self.last_error = ""
         return True
@@ -199,16 +189,13 @@ class Client:
         if not self._name:
             self.last_error = "reconnect: client was never opened"
             return False
-        opt, keep = open_options(self._shm_dir)
-        out = ffi.new("shmx_client **")
-        st = lib.shmx_client_open(encode_name(self._name), opt, out)
-        del keep
+        st, handle, _, error = open_handle(lib.shmx_client_open, "shmx_client", self._name,
+                                           self._shm_dir)
         if st != 0:
-            self.last_error = status_message(st)
-            self._last_status = st
+            self.last_error, self._last_status = error, st
             return False
         self.close()
-        self._adopt(out[0])
+        self._adopt(handle)
         return True
 
     def _follow_new_server(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Dict, List, Optional
 
-from ._common import encode_name, header_dict, open_options, readers_list, streams_list
+from ._common import header_dict, open_handle, readers_list, streams_list
 from ._shmx import ffi, lib
 from .errors import status_message
 
@@ -23,22 +23,13 @@ class Inspector:
         """Open region ``name`` read-only.  False (reason in ``last_error``)
         when it does not exist, is not a shmx region, or cannot be read."""
         self.close()
-        try:
-            raw = encode_name(name)
-        except (TypeError, ValueError) as exc:
-            self.last_error = f"open: {exc}"
-            self._last_status = lib.SHMX_EINVAL
-            return False
-        opt, keep = open_options(shm_dir)
-        out = ffi.new("shmx_inspector **")
-        st = lib.shmx_inspector_open(raw, opt, out)
-        del keep
+        st, handle, region, error = open_handle(lib.shmx_inspector_open, "shmx_inspector", name,
+                                                shm_dir)
         if st != 0:
-            self.last_error = status_message(st)
-            self._last_status = st
+            self.last_error, self._last_status = error, st
             return False
-        self._i = ffi.gc(out[0], lib.shmx_inspector_close)
-        self._name = raw.decode("utf-8", "replace").lstrip("/")
+        self._i = ffi.gc(handle, lib.shmx_inspector_close)
+        self._name = region
         self.last_error = ""
         return True
 
