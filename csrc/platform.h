@@ -30,6 +30,9 @@ void shmx_plat_close(shmx_map *m);   /* unmap and close fd */
  * unless replace is set. */
 shmx_status shmx_plat_rename(const char *from, const char *to, int replace);
 int shmx_plat_unlink(const char *path);
+/* Remove "<region_path>~shmx-new-<pid>-*" files left by creators that died
+ * (kill -9) before naming their region; returns how many. */
+unsigned shmx_plat_remove_stale_temps(const char *region_path);
 
 /* Liveness locks: an OS-released exclusive lock on byte `index` of the
  * lock area of the file, held by the open file description. */

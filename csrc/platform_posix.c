@@ -3,6 +3,7 @@
 #include "platform.h"
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -158,6 +159,37 @@ shmx_status shmx_plat_rename(const char *from, const char *to, int replace)
 }
 
 int shmx_plat_unlink(const char *path) { return unlink(path) == 0 ? 0 : -1; }
+
+unsigned shmx_plat_remove_stale_temps(const char *region_path)
+{
+    /* Split "<dir>/<name>"; the temporary names are "<name>~shmx-new-<pid>-<hex>". */
+    char dir[SHMX_PATH_MAX], prefix[SHMX_PATH_MAX];
+    const char *slash = strrchr(region_path, '/');
+    if (!slash) return 0;
+    size_t dl = (size_t)(slash - region_path);
+    if (dl == 0) dl = 1; /* "/name": the root directory */
+    if (dl >= sizeof dir) return 0;
+    memcpy(dir, region_path, dl);
+    dir[dl] = 0;
+    int pn = snprintf(prefix, sizeof prefix, "%s~shmx-new-", slash + 1);
+    if (pn < 0 || (size_t)pn >= sizeof prefix) return 0;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    unsigned removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, (size_t)pn) != 0) continue;
+        char *end = NULL;
+        errno = 0;
+        unsigned long long pid = strtoull(e->d_name + pn, &end, 10);
+        if (errno || !end || *end != '-' || pid == 0 || pid > 0x7FFFFFFF) continue;
+        /* Its creator is gone: nobody will ever rename or remove it. */
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH && unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
 
 static void lock_init(struct flock *fl, short type, uint32_t index)
 {

@@ -400,3 +400,22 @@ def test_region_is_fully_reserved_up_front(name, tmp_path):
         st = os.stat(tmp_path / name)
         assert st.st_blocks * 512 >= s.get_header_info()["total_bytes"]
         assert stat.S_IMODE(st.st_mode) == 0o600
+
+
+def test_create_removes_temporaries_of_dead_creators(name, tmp_path):
+    # A creator killed between making its (fully reserved) temporary file and
+    # naming it leaves "<name>~shmx-new-<pid>-<hex>"; the next create of that
+    # name frees it.  Files of live creators and of other names stay.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead_tmp = tmp_path / f"{name}~shmx-new-{gone.pid}-0badf00d"
+    live_tmp = tmp_path / f"{name}~shmx-new-{os.getpid()}-12345678"
+    other_tmp = tmp_path / f"{name}x~shmx-new-{gone.pid}-0badf00d"
+    for f in (dead_tmp, live_tmp, other_tmp):
+        f.write_bytes(b"\0" * 4096)
+    with shmx.serve(name, U8, frame_bytes_cap=64, shm_dir=str(tmp_path)):
+        assert not dead_tmp.exists()
+        assert live_tmp.exists() and other_tmp.exists()
+    live_tmp.unlink()
+    other_tmp.unlink()
+    assert os.listdir(tmp_path) == []
