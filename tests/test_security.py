@@ -3,6 +3,7 @@ and hostile region contents refused with a clear error.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -84,7 +85,8 @@ PROBE = """
     result["create"] = s.create(name, streams=[], shm_dir=shm_dir)
     result["create_error"] = s.last_error
     s.destroy()
-    print(repr(result))
+    import json
+    print(json.dumps(result))
 """
 
 
@@ -113,7 +115,7 @@ def other_user() -> Tuple[int, int]:
 def probe(user: Tuple[int, int], name: str, shm_dir: str = "") -> Dict:
     rc, out, err = as_user(user[0], user[1], PROBE, str(ROOT), name, shm_dir)
     assert rc == 0, err
-    return eval(out.strip().splitlines()[-1])  # a repr of plain literals from our own child
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_other_user_cannot_open_0600_region(name, other_user):
