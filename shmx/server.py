@@ -264,9 +264,11 @@ class Server:
             sid = self._ids.get(key) if isinstance(key, str) else key
             if sid is None:
                 raise error_for(lib.SHMX_ESTREAM, f"publish: no stream named {key!r}")
-            buf = memoryview(data)
+            # bytes go to C as they are (append_stream's fast path); any
+            # other buffer through a memoryview, which also checks it is one.
+            buf = data if data.__class__ is bytes else memoryview(data)
             bpe = self._bpe.get(sid, 0)
-            nbytes = buf.nbytes
+            nbytes = len(buf) if buf is data else buf.nbytes
             if bpe == 0 or nbytes % bpe:
                 raise error_for(lib.SHMX_ESIZE if bpe else lib.SHMX_ESTREAM,
                                 f"publish: stream {key!r}: {nbytes} bytes is not a whole number of "

@@ -47,6 +47,9 @@ class Sender:
             append(f, STREAM, msg, len(msg))
             publish(f, 0.0)
 
+        self.info = {"mode": "begin_frame + append_stream + publish_frame (copy into the slot)",
+                     "slots": _region_args(cfg)["slots"]}
+
         self.send = send
         if cfg.get("loan"):
             if LEGACY:
@@ -71,8 +74,6 @@ class Sender:
             self.send_big = lambda src: send(src.tobytes() if hasattr(src, "tobytes") else bytes(src))
         else:
             self.send_big = send
-        self.info = {"mode": "begin_frame + append_stream + publish_frame (copy into the slot)",
-                     "slots": _region_args(cfg)["slots"]}
 
     def close(self):
         self.server.destroy()
