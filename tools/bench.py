@@ -875,7 +875,8 @@ def machine_text(m: Dict[str, Any]) -> str:
     return (f"{m.get('cores')} cores, {m.get('cpu', 'unknown CPU')}"
             f"{' (virtual machine)' if m.get('virtualized') else ''}, caches {caches}, "
             f"{m.get('memory_gib', '?')} GiB; Linux {m.get('kernel')}; Python {m.get('python')}, "
-            f"numpy {m.get('numpy')}" + (f"; load average at start {load[0]:.2f}" if load else ""))
+            f"numpy {m.get('numpy')}" + (f"; load average at start {load[0]:.2f}" if load else "")
+            + (f", at the end {m['loadavg_at_end'][0]:.2f}" if m.get("loadavg_at_end") else ""))
 
 
 def make_charts(res: Results, peers: List[Peer], outdir: Path, stem: str) -> List[str]:
@@ -1074,6 +1075,28 @@ to a spinning producer, 16 consumers) is hit hardest.
 
 """ + "\n\n".join(f"![{Path(r).stem}]({r})" for r in rel) + """
 
+## Reading the peers' figures
+
+* **shmx 1.0.1** is a pybind11 module: its calls do not release the GIL,
+  which makes each call cheaper than a cffi call (cffi releases and retakes
+  the GIL around every C call, about 0.15 us here), so its small-call
+  figures (publish, rate) can beat ours; but it has no blocking read, no
+  in-order read and no loan, its `append_stream` takes `bytes` only (a 6 MB
+  numpy frame is turned into bytes first, as its own documented example
+  does), and its readers verify a checksum over the whole payload.
+* **zmq**'s publish cost for large frames is only the hand-over to its I/O
+  thread (`copy=False`); the copy through the socket happens there, so look
+  at the frames the consumer received.
+* **eCAL** hands messages to a callback on its own thread, as `bytes`; it
+  has no busy-poll mode, and `send` takes `bytes` only.
+* **mp-pipe / mp-queue** never drop: the producer is held back to the
+  consumer's pace (or the slowest one's), so "delivered" is 100 % and the
+  publish rate is what the consumers can take.
+* **stdlib-shm** is the lower bound of a do-it-yourself ring in pure
+  Python: no wake-up, no reader tracking, x86-only memory ordering.
+* One-way latency is stamped before the whole publish sequence, so for
+  shmx it includes `begin_frame` + `append_stream` + `publish_frame`.
+
 ## How it measures
 
 * Producer and consumers are separate processes, started by the driver;
@@ -1237,6 +1260,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not args.no_charts:
         doc["charts"] = make_charts(res, peers, args.out.parent, args.out.stem)
+    try:
+        machine["loadavg_at_end"] = list(os.getloadavg())
+    except OSError:
+        pass
     args.out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     print(f"shmx benchmarks - {started} - {machine_text(machine)}")
     print(peers_text)
