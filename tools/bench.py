@@ -1268,8 +1268,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"shmx benchmarks - {started} - {machine_text(machine)}")
     print(peers_text)
     print(table)
-    print(f"\nJSON: {args.out}" + (f"; charts: {', '.join(doc['charts'])}" if doc["charts"] else
-                                  ("" if args.no_charts else "; charts: matplotlib not importable")))
+    if doc["charts"]:
+        chart_note = f"; charts: {', '.join(doc['charts'])}"
+    elif args.no_charts:
+        chart_note = ""
+    else:
+        import importlib.util
+        chart_note = ("; no charts (no scenario with a chart ran)" if importlib.util.find_spec("matplotlib")
+                      else "; no charts (matplotlib is not importable)")
+    print(f"\nJSON: {args.out}{chart_note}")
     if args.docs and not args.quick:
         path = write_docs(table, peers_text, machine, doc["charts"], command, started, targets)
         print(f"docs: {path}")
