@@ -930,6 +930,7 @@ def make_charts(res: Results, peers: List[Peer], outdir: Path, stem: str) -> Lis
             ax.set_title(title)
             ax.grid(True, which="both", alpha=0.3)
         axes[0].set_ylabel("fraction of frames slower than x")
+        axes[0].legend(fontsize=8)
         axes[1].legend(fontsize=8)
         fig.suptitle("40-byte frames at 1 kHz: latency distribution (all rounds)")
         fig.tight_layout()
@@ -1155,7 +1156,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--consumers", default=None, help="consumer counts for scaling (default 1,4,16)")
     ap.add_argument("--docs", action="store_true", help="also write docs/benchmarks.md and docs/img/*.png")
     ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="measure nothing: redraw the table, charts (and --docs) from an earlier --out file")
     args = ap.parse_args(argv)
+    if args.from_json:
+        return rerender(args)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.count = args.count or (200 if args.quick else 10000)
     args.duration = args.duration or (0.2 if args.quick else 2.0)
@@ -1281,6 +1286,37 @@ def main(argv: Optional[List[str]] = None) -> int:
         path = write_docs(table, peers_text, machine, doc["charts"], command, started, targets)
         print(f"docs: {path}")
     return 130 if interrupted else 0
+
+
+def rerender(args) -> int:
+    """Table, charts and docs again from a saved JSON (no measurement)."""
+    doc = json.loads(args.from_json.read_text())
+    res = Results(int(doc["rounds"]))
+    for key, fig in doc["figures"].items():
+        if key not in FIGURES and key.startswith("scale.") and key.split(".")[1].isdigit():
+            _scale_figures(int(key.split(".")[1]))
+        res.values[key] = fig["values"]
+    res.na = doc.get("not_available", {})
+    res.runs = doc.get("runs", [])
+    peers = []
+    for p in all_peers():
+        info = doc["peers"].get(p.name)
+        if info is None:
+            continue
+        p.status, p.reason, p.version, p.modes = info["status"], info["reason"], info["version"], info["modes"]
+        peers.append(p)
+    machine = doc["machine"]
+    table = render_table(res, peers, machine)
+    peers_text = render_peers(peers)
+    out = args.out if args.out != ROOT / "tools" / "out" / "bench.json" else args.from_json
+    charts = [] if args.no_charts else make_charts(res, peers, out.parent, out.stem)
+    print(f"shmx benchmarks - {doc['started']} - {machine_text(machine)}")
+    print(peers_text)
+    print(table)
+    if args.docs:
+        path = write_docs(table, peers_text, machine, charts, doc["command"], doc["started"], doc["targets"])
+        print(f"docs: {path}")
+    return 0
 
 
 def _keys_for(kind: str, opts: Dict[str, Any]) -> List[str]:
