@@ -23,11 +23,19 @@ def _src(path: Path) -> str:
     return str(path) if direct or Path.cwd().resolve() != ROOT else os.path.relpath(path, ROOT)
 
 
+# The GIL-releasing wrappers of the blocking calls (shmx/_gil.h).
+_GIL_CDEF = """
+shmx_status pyshmx_client_wait(shmx_client *c, int64_t timeout_ns);
+shmx_status pyshmx_server_wait_control(shmx_server *s, int64_t timeout_ns);
+shmx_status pyshmx_server_create(const char *name, const shmx_server_config *cfg, shmx_server **out);
+shmx_status pyshmx_client_open(const char *name, const shmx_open_options *opt, shmx_client **out);
+"""
+
 ffibuilder = FFI()
-ffibuilder.cdef((HERE / "_cdef.h").read_text())
+ffibuilder.cdef((HERE / "_cdef.h").read_text() + _GIL_CDEF)
 ffibuilder.set_source(
     "shmx._shmx",
-    '#include "shmx.h"\n',
+    '#include "shmx.h"\n' + (HERE / "_gil.h").read_text(),
     sources=[_src(CSRC / s) for s in SOURCES],
     include_dirs=[_src(CSRC / "include"), _src(CSRC)],
     extra_compile_args=["-std=gnu99", "-O2", "-fvisibility=hidden", "-Wall"],

@@ -14,7 +14,7 @@ from .inspector import Inspector
 
 _latest = lib.shmx_client_latest
 _next = lib.shmx_client_next
-_wait = lib.shmx_client_wait
+_wait = lib.pyshmx_client_wait  # releases the GIL (shmx/_gil.h)
 # cffi refuses None for a handle argument: before open() or after close()
 # pass NULL, so the call returns None/False with last_error set instead of
 # raising TypeError.
@@ -63,7 +63,7 @@ class Client:
         ``last_error``) when there is no such region, it is not a shmx
         region, permission is denied, or every reader slot is taken."""
         self.close()
-        st, handle, region, error = open_handle(lib.shmx_client_open, "shmx_client", name, shm_dir)
+        st, handle, region, error = open_handle(lib.pyshmx_client_open, "shmx_client", name, shm_dir)
         if st != 0:
             self.last_error, self._last_status = error, st
             return False
@@ -189,7 +189,7 @@ class Client:
         if not self._name:
             self.last_error = "reconnect: client was never opened"
             return False
-        st, handle, _, error = open_handle(lib.shmx_client_open, "shmx_client", self._name,
+        st, handle, _, error = open_handle(lib.pyshmx_client_open, "shmx_client", self._name,
                                            self._shm_dir)
         if st != 0:
             self.last_error, self._last_status = error, st

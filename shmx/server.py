@@ -70,7 +70,7 @@ class Server:
             self._last_status = lib.SHMX_EINVAL
             return False
         out = ffi.new("shmx_server **")
-        st = lib.shmx_server_create(raw_name, cfg, out)
+        st = lib.pyshmx_server_create(raw_name, cfg, out)  # releases the GIL
         del keep
         if st != 0:
             self.last_error = status_message(st)
@@ -322,7 +322,7 @@ class Server:
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         while self._s is not None:
             left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
-            st = lib.shmx_server_wait_control(self._s, max(int(left * 1e9), 0))
+            st = lib.pyshmx_server_wait_control(self._s, max(int(left * 1e9), 0))
             if st == 0:
                 return True
             if st != lib.SHMX_ETIMEDOUT:
