@@ -14,9 +14,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import selectors
+import signal
 import struct
+import subprocess
+import sys
+import textwrap
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import shmx
@@ -608,3 +614,67 @@ def _stress_next_body(q: Any, who: int, name: str, go: Any, done: Any, progress:
 
 
 stress_next_reader = _worker(_stress_next_body)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Child:
+    """A Python child with the repository on its path; its stdout lines can
+    be awaited with a timeout."""
+
+    def __init__(self, code: str, *args: str, env: Optional[Dict[str, str]] = None) -> None:
+        prog = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent(code)
+        self.proc = subprocess.Popen([sys.executable, "-c", prog, *map(str, args)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self._buf = b""
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.lines: List[str] = []
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def line(self, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._sel.select(left):
+                raise AssertionError(f"child {self.pid}: no line within {timeout} s "
+                                     f"(after {self.lines[-5:]}); {self.stderr()}")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(f"child {self.pid} exited {self.proc.wait()} "
+                                     f"(after {self.lines[-5:]}): {self.stderr()}")
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\n", 1)
+        self.lines.append(raw.decode())
+        return self.lines[-1]
+
+    def wait_for(self, wanted: str, timeout: float = 30.0) -> str:
+        """Read lines until one starts with `wanted`."""
+        for line in self.lines:
+            if line.startswith(wanted):
+                return line
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.line(max(deadline - time.monotonic(), 0.01))
+            if line.startswith(wanted):
+                return line
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stderr.read().decode(errors="replace")[-3000:]
+
+    def kill9(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=20)
+
+    def close(self) -> None:
+        self.kill9()
+        self._sel.close()
+        self.proc.stdout.close()
+        self.proc.stderr.close()

@@ -6,13 +6,10 @@ readers, a full shared-memory file system, another directory than /dev/shm.
 from __future__ import annotations
 
 import os
-import selectors
-import signal
 import stat
 import struct
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -21,57 +18,11 @@ from typing import Dict, List, Optional
 import pytest
 
 import shmx
+from _helpers import Child
 
 ROOT = Path(__file__).resolve().parent.parent
 SHM_DIR = os.environ.get("SHMX_DIR") or "/dev/shm"
 U8 = [shmx.create_stream_spec(1, "bytes", shmx.DT_U8, 1, 1)]
-
-
-class Child:
-    """A Python child process with the repository on its path, whose stdout
-    lines can be awaited with a timeout."""
-
-    def __init__(self, code: str, *args: str, env: Optional[Dict[str, str]] = None) -> None:
-        prog = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent(code)
-        self.proc = subprocess.Popen([sys.executable, "-c", prog, *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env)
-        self._buf = b""
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def line(self, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._sel.select(left):
-                raise AssertionError(f"child {self.pid} printed no line in {timeout} s; "
-                                     f"stderr: {self._stderr()}")
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                raise AssertionError(f"child {self.pid} exited ({self.proc.wait()}): {self._stderr()}")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode()
-
-    def _stderr(self) -> str:
-        if self.proc.poll() is None:
-            return "(still running)"
-        return self.proc.stderr.read().decode(errors="replace")[-3000:]
-
-    def kill9(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=20)
-
-    def close(self) -> None:
-        self.kill9()
-        self._sel.close()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
 
 
 PRODUCER = """
