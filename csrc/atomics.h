@@ -6,10 +6,13 @@
  *    written with plain stores and published by one store-release of an
  *    index (slot seq, write_index, ring write).  A reader's load-acquire of
  *    that index makes the data visible.
- *  - Two handshakes need a full fence on both sides (store then load of a
- *    different word, Dekker style): reader pin vs. writer slot claim, and
+ *  - Two handshakes need store-load ordering on both sides (write one word,
+ *    then read another, Dekker style): reader pin vs. writer slot claim, and
  *    waiter count vs. futex word.  Each side does a seq_cst read-modify-write
- *    or store followed by shmx_fence_full() before the load of the other word.
+ *    and then a seq_cst load of the other word; all four are in the single
+ *    total order of seq_cst operations, so at least one side sees the other.
+ *    (A locked RMW orders like a store + mfence on x86, at about half the
+ *    cost; on AArch64 the ldaxr/stlxr + ldar sequence gives the same.)
  * Every call site names what it pairs with.
  */
 #ifndef SHMX_ATOMICS_H
@@ -25,6 +28,8 @@ static inline uint32_t shmx_load_relaxed32(const uint32_t *p) { return __atomic_
 static inline uint64_t shmx_load_relaxed64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline uint32_t shmx_load_acquire32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline uint64_t shmx_load_acquire64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline uint32_t shmx_load_seqcst32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline uint64_t shmx_load_seqcst64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 static inline void shmx_store_relaxed32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline void shmx_store_relaxed64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline void shmx_store_release32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
@@ -32,15 +37,14 @@ static inline void shmx_store_release64(uint64_t *p, uint64_t v) { __atomic_stor
 static inline uint32_t shmx_fetch_add32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t shmx_fetch_add64(uint64_t *p, uint64_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline uint32_t shmx_fetch_sub32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t shmx_exchange64(uint64_t *p, uint64_t v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t shmx_fetch_or64(uint64_t *p, uint64_t v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t shmx_fetch_and64(uint64_t *p, uint64_t v) { return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST); }
 static inline int shmx_cas32(uint32_t *p, uint32_t expect, uint32_t desired)
 {
     return __atomic_compare_exchange_n(p, &expect, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
-static inline void shmx_fence_full(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline void shmx_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
-static inline void shmx_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 
 static inline void shmx_cpu_relax(void)
 {

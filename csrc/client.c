@@ -69,7 +69,7 @@ static shmx_status attach(shmx_client *c)
 static void unpin(shmx_client *c, uint32_t slot)
 {
     /* seq_cst RMW (release): our reads of the slot happen before the
-     * producer, which reads pins after a full fence, may reuse it. */
+     * producer, which reads pins after its seq_cst claim, may reuse it. */
     if (slot != NO_SLOT && c->r.ext) shmx_fetch_and64(&shmx_slot_header(&c->r, slot)->pins, ~c->pin_bit);
 }
 
@@ -235,17 +235,16 @@ static shmx_status check_client(shmx_client *c, const char *what)
 }
 
 /* Pin a slot for reading.  Pairs with claim_slot() in server.c: we set our
- * pin bit (seq_cst RMW), full fence, then load seq; the producer makes seq
- * odd, full fence, then loads pins.  Even seq => it cannot take the slot
- * until we unpin. */
+ * pin bit (seq_cst RMW), then load seq (seq_cst); the producer makes seq
+ * odd (seq_cst RMW), then loads pins (seq_cst).  Even seq => it cannot take
+ * the slot until we unpin. */
 static int pin_slot(shmx_client *c, uint32_t slot)
 {
     shmx_frame_header *fh = shmx_slot_header(&c->r, slot);
     shmx_fetch_or64(&fh->pins, c->pin_bit);
-    shmx_fence_full();
-    /* Acquire pairs with the producer's store-release of the even seq in
-     * shmx_server_publish: header and payload are visible. */
-    uint64_t seq = shmx_load_acquire64(&fh->seq);
+    /* seq_cst, so also an acquire: pairs with the producer's store-release
+     * of the even seq in shmx_server_publish (header and payload visible). */
+    uint64_t seq = shmx_load_seqcst64(&fh->seq);
     if (SHMX_SEQ_WRITING(seq)) {
         shmx_fetch_and64(&fh->pins, ~c->pin_bit);
         return 0;
@@ -419,7 +418,13 @@ shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
                                             (unsigned long long)c->last_id);
         uint32_t best = NO_SLOT;
         uint64_t best_id = UINT64_MAX;
-        for (uint32_t s = 0; s < r->slots; s++) {
+        /* The producer fills slots round robin, so frame target usually
+         * sits in the slot after ours: start there, and stop at it (each
+         * slot header looked at is a line the producer writes). */
+        uint32_t first = c->cur_slot == NO_SLOT ? 0 : c->cur_slot + 1;
+        for (uint32_t k = 0; k < r->slots; k++) {
+            uint32_t s = first + k; /* first <= slots, k < slots */
+            if (s >= r->slots) s -= r->slots;
             shmx_frame_header *fh = shmx_slot_header(r, s);
             if (SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq))) continue;
             uint64_t fid = shmx_load_relaxed64(&fh->frame_id);

@@ -32,7 +32,10 @@ static uint32_t next_uid(void)
 {
     static uint32_t counter;
     uint32_t c = __atomic_add_fetch(&counter, 1u, __ATOMIC_RELAXED);
-    uint32_t v = (uint32_t)(shmx_plat_random64() >> 32) ^ (c * 0x9E3779B9u);
+    uint32_t v = ((uint32_t)(shmx_plat_random64() >> 32) ^ (c * 0x9E3779B9u)) & 0x7FFFFFFFu;
+    /* Never 0, and under 2^31: a frame token (uid << 32 | gen) is then a
+     * positive int64, which the Python binding returns in place of a
+     * (negative) status from one call (pyshmx_server_begin). */
     return v ? v : 1u;
 }
 
@@ -353,8 +356,8 @@ static uint32_t reap_dead(shmx_server *s);
 #define REAP_AFTER_PIN_NS 100000000ull /* 100 ms */
 
 /* Take a slot for writing.  Handshake with readers (see pin_slot() in
- * client.c): we make the seq odd, full fence, then look at the pins; a
- * reader adds its pin, full fence, then looks at the seq.  At least one of
+ * client.c): we make the seq odd, then look at the pins; a reader adds its
+ * pin, then looks at the seq (each side a seq_cst RMW then a seq_cst load).  At least one of
  * the two sees the other, so a pinned slot is never written. */
 static int claim_slot(shmx_server *s)
 {
@@ -369,9 +372,11 @@ static int claim_slot(shmx_server *s)
         }
         uint64_t seq = shmx_load_relaxed64(&fh->seq); /* only we write it */
         if (SHMX_SEQ_WRITING(seq)) seq++; /* left odd by an abandoned frame */
-        shmx_store_relaxed64(&fh->seq, seq + 1);
-        shmx_fence_full();
-        if (shmx_load_relaxed64(&fh->pins) != 0) {
+        /* seq_cst RMW, then seq_cst load of pins: pairs with pin_slot()'s
+         * seq_cst fetch_or of pins, then seq_cst load of seq.  Being an
+         * acquire too, the RMW keeps our payload writes after it. */
+        shmx_exchange64(&fh->seq, seq + 1);
+        if (shmx_load_seqcst64(&fh->pins) != 0) {
             /* Nothing was written: give the slot back unchanged.  Release
              * pairs with readers' acquire of seq. */
             shmx_store_release64(&fh->seq, seq);
@@ -487,6 +492,32 @@ shmx_status shmx_server_loan(shmx_server *s, uint64_t frame, uint32_t stream_id,
     return st;
 }
 
+shmx_status shmx_server_publish_stream(shmx_server *s, uint32_t stream_id, const void *data,
+                                      uint64_t bytes, double sim_time)
+{
+    shmx_status st = check_open(s, "publish_stream");
+    if (st != SHMX_OK) return st;
+    /* Refuse bad input before a slot is claimed: claiming one gives up the
+     * oldest published frame. */
+    if (!data && bytes) return shmx_fail(SHMX_EINVAL, "publish_stream: data is NULL");
+    const shmx_schema_entry *e = shmx_schema_find(&s->schema, stream_id);
+    if (!e)
+        return shmx_fail(SHMX_ESTREAM, "publish_stream: stream id %u is not in the schema of '%s'", stream_id,
+                         s->r.name);
+    uint32_t bpe = e->info.bytes_per_elem;
+    if (bpe == 0 || bytes % bpe)
+        return shmx_fail(SHMX_ESIZE, "publish_stream: stream %u ('%s'): %llu bytes is not a whole number of "
+                         "%u-byte elements", stream_id, e->name, (unsigned long long)bytes, bpe);
+    if (bytes > s->r.user_frame_cap)
+        return shmx_fail(SHMX_ETOOBIG, "publish_stream: stream %u ('%s') is %llu bytes, frame_bytes_cap is %u",
+                         stream_id, e->name, (unsigned long long)bytes, s->r.user_frame_cap);
+    uint64_t frame;
+    st = shmx_server_begin_frame(s, &frame);
+    if (st == SHMX_OK) st = shmx_server_append(s, frame, stream_id, data, bytes, (uint32_t)(bytes / bpe));
+    if (st == SHMX_OK) st = shmx_server_publish(s, frame, sim_time);
+    return st;
+}
+
 static int legacy_readers_attached(shmx_server *s)
 {
     uint32_t rc = shmx_load_relaxed32(&s->r.gh->readers_connected);
@@ -545,7 +576,7 @@ shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
      * load); pairs with the waiter's seq_cst increment of frame_waiters
      * before its futex wait on this word.  No waiter: no system call. */
     shmx_fetch_add32(&ext->frame_futex, 1);
-    if (__atomic_load_n(&ext->frame_waiters, __ATOMIC_SEQ_CST) != 0) shmx_plat_wake_all(&ext->frame_futex);
+    if (shmx_load_seqcst32(&ext->frame_waiters) != 0) shmx_plat_wake_all(&ext->frame_futex);
     if ((s->publishes & 63u) == 0) {
         uint64_t now = shmx_plat_now_ns();
         shmx_store_relaxed64(&ext->owner_heartbeat, now);

@@ -23,12 +23,14 @@ def _src(path: Path) -> str:
     return str(path) if direct or Path.cwd().resolve() != ROOT else os.path.relpath(path, ROOT)
 
 
-# The GIL-releasing wrappers of the blocking calls (shmx/_gil.h).
+# The GIL-releasing wrappers of the blocking calls, and begin_frame in one
+# return value (shmx/_gil.h).
 _GIL_CDEF = """
 shmx_status pyshmx_client_wait(shmx_client *c, int64_t timeout_ns);
 shmx_status pyshmx_server_wait_control(shmx_server *s, int64_t timeout_ns);
 shmx_status pyshmx_server_create(const char *name, const shmx_server_config *cfg, shmx_server **out);
 shmx_status pyshmx_client_open(const char *name, const shmx_open_options *opt, shmx_client **out);
+int64_t pyshmx_server_begin(shmx_server *s);
 """
 
 ffibuilder = FFI()

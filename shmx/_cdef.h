@@ -103,6 +103,8 @@ shmx_status shmx_server_append(shmx_server *s, uint64_t frame, uint32_t stream_i
 shmx_status shmx_server_loan(shmx_server *s, uint64_t frame, uint32_t stream_id,
                              uint32_t elem_count, void **data);
 shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time);
+shmx_status shmx_server_publish_stream(shmx_server *s, uint32_t stream_id, const void *data,
+                                      uint64_t bytes, double sim_time);
 shmx_status shmx_server_write_static(shmx_server *s, const void *data, uint32_t bytes);
 shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void *buf, uint32_t buf_cap);
 shmx_status shmx_server_wait_control(shmx_server *s, int64_t timeout_ns);

@@ -46,3 +46,13 @@ static shmx_status pyshmx_client_open(const char *name, const shmx_open_options 
     PyEval_RestoreThread(ts);
     return st;
 }
+
+/* begin_frame in one value, so Python needs no out-parameter: the frame
+ * token (> 0: the server uid in its high half is 1..2^31-1) or the failure
+ * status (< 0). */
+static int64_t pyshmx_server_begin(shmx_server *s)
+{
+    uint64_t frame = 0;
+    shmx_status st = shmx_server_begin_frame(s, &frame);
+    return st == SHMX_OK ? (int64_t)frame : (int64_t)st;
+}

@@ -245,6 +245,50 @@ def test_publish_dict_by_id_and_name_and_errors(name):
             server.publish({"img": b"x" * 70000})  # over frame_bytes_cap
 
 
+def test_publish_stream_one_call_and_refusals_keep_the_latest_frame(name):
+    # One slot: a refusal that claimed a slot would destroy the only frame.
+    with shmx.serve(name, specs(), slots=1) as server, shmx.connect(name) as client:
+        server.publish_stream("pos", np.arange(6, dtype=np.float32).reshape(2, 3), 4.5)
+        f = client.get_latest_frame()
+        assert f["pos"]["elem_count"] == 2 and f["__metadata__"]["sim_time"] == 4.5
+        assert sorted(f) == ["__metadata__", "pos"]
+        assert bytes(f["pos"]["data"]) == np.arange(6, dtype=np.float32).tobytes()
+        client.release()
+        server.publish_stream(1, struct.pack("<Q", 99))
+        client.release()
+        good = client.get_latest_frame()
+        assert bytes(good["seq"]["data"]) == struct.pack("<Q", 99)
+        good_id = good["__metadata__"]["frame_id"]
+        client.release()
+        bad = [("nope", b"x", shmx.InvalidArgumentError, "nope"),
+               (9, b"x" * 8, shmx.InvalidArgumentError, "stream id 9"),
+               ("pos", b"12345", shmx.InvalidArgumentError, "12-byte"),
+               ("img", b"x" * 70000, shmx.InvalidArgumentError, "frame_bytes_cap"),
+               ("img", [1, 2], shmx.InvalidArgumentError, "buffer"),
+               (1.5, b"x" * 8, shmx.InvalidArgumentError, "float")]
+        for key, data, exc, words in bad:
+            for _ in range(3):  # more times than there are slots
+                with pytest.raises(exc) as info:
+                    server.publish_stream(key, data)
+                assert words in str(info.value), (key, info.value)
+        again = client.get_latest_frame()
+        assert again["__metadata__"]["frame_id"] == good_id
+        assert bytes(again["seq"]["data"]) == struct.pack("<Q", 99)
+        # A frame left open is abandoned, as by begin_frame(); its loan is revoked.
+        client.release()
+        frame = server.begin_frame()
+        view = server.loan(frame, 3, 4)
+        server.publish({"seq": struct.pack("<Q", 100)})  # one stream: publish_stream
+        with pytest.raises(ValueError):
+            view[0] = 1
+        assert not server.publish_frame(frame, 0.0) and "finished" in server.last_error
+        client.release()
+        assert bytes(client.get_latest_frame()["seq"]["data"]) == struct.pack("<Q", 100)
+    with pytest.raises(shmx.ShmxError) as info:
+        server.publish_stream(1, struct.pack("<Q", 1))
+    assert "destroyed" in str(info.value) or "not created" in str(info.value)
+
+
 def test_numpy_arrays_typed_read_only(name):
     streams = [shmx.create_stream_spec(i + 1, n, code, comps, bpe) for i, (n, code, comps, bpe) in
                enumerate([("b", shmx.DT_BOOL, 1, 1), ("i16", shmx.DT_I16, 2, 4),

@@ -261,6 +261,11 @@ SHMX_API shmx_status shmx_server_loan(shmx_server *s, uint64_t frame, uint32_t s
                                       uint32_t elem_count, void **data);
 /* Make the frame visible to readers, wake waiters.  Never blocks. */
 SHMX_API shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time);
+/* A whole frame holding one stream, in one call: begin, append, publish.
+ * elem_count is bytes / bytes_per_elem (SHMX_ESIZE unless it divides
+ * evenly).  Like begin_frame, it abandons a frame left open.  Since 1.1. */
+SHMX_API shmx_status shmx_server_publish_stream(shmx_server *s, uint32_t stream_id, const void *data,
+                                                uint64_t bytes, double sim_time);
 /* Append raw bytes to the static directory (shmx 1.0.1 semantics). */
 SHMX_API shmx_status shmx_server_write_static(shmx_server *s, const void *data, uint32_t bytes);
 /* Take the next control message from any reader (round robin).  Copies the

@@ -654,6 +654,56 @@ static void test_refusals(void)
     shmx_inspector_close(NULL);
 }
 
+/* One call for a one-stream frame; its refusals come before a slot is
+ * claimed, so with one slot the published frame survives them. */
+static void test_publish_stream(void)
+{
+    char name[128];
+    shmx_server_config cfg;
+    base_config(&cfg);
+    cfg.frame_bytes_cap = 256;
+    cfg.slots = 1;
+    shmx_server *s = NULL;
+    shmx_client *c = NULL;
+    REQUIRE_OK(shmx_server_create(t_name(name, sizeof name, "pubstream"), &cfg, &s));
+    REQUIRE_OK(shmx_client_open(name, NULL, &c));
+    float pos[6] = {1, 2, 3, 4, 5, 6};
+    uint8_t big[300] = {0};
+    CHECK_OK(shmx_server_publish_stream(s, ID_POS, pos, sizeof pos, 3.5));
+    shmx_frame_info fi;
+    fi.struct_size = sizeof fi;
+    CHECK_OK(shmx_client_latest(c, &fi));
+    CHECK(fi.frame_id == 1 && fi.stream_count == 1 && fi.sim_time == 3.5);
+    shmx_stream_view v;
+    v.struct_size = sizeof v;
+    CHECK_OK(shmx_client_frame_stream(c, 0, &v));
+    CHECK(v.stream_id == ID_POS && v.elem_count == 2 && v.bytes == sizeof pos);
+    CHECK(memcmp((const uint8_t *)shmx_client_base(c) + v.offset, pos, sizeof pos) == 0);
+    shmx_client_release(c);
+    CHECK_ST(shmx_server_publish_stream(s, 99, pos, 12, 0), SHMX_ESTREAM);
+    CHECK_ERR_HAS("99");
+    CHECK_ST(shmx_server_publish_stream(s, ID_POS, pos, 13, 0), SHMX_ESIZE);
+    CHECK_ERR_HAS("12-byte");
+    CHECK_ST(shmx_server_publish_stream(s, ID_PIXELS, big, sizeof big, 0), SHMX_ETOOBIG);
+    CHECK_ERR_HAS("frame_bytes_cap");
+    CHECK_ST(shmx_server_publish_stream(s, ID_PIXELS, NULL, 4, 0), SHMX_EINVAL);
+    CHECK_ST(shmx_server_publish_stream(NULL, ID_PIXELS, big, 4, 0), SHMX_EINVAL);
+    CHECK_OK(shmx_client_latest(c, &fi));
+    CHECK(fi.frame_id == 1);
+    shmx_client_release(c);
+    /* An open frame is abandoned, as by begin_frame. */
+    uint64_t f;
+    CHECK_OK(shmx_server_begin_frame(s, &f));
+    CHECK_OK(shmx_server_publish_stream(s, ID_PIXELS, big, 0, 0));
+    CHECK_ST(shmx_server_publish(s, f, 0), SHMX_EHANDLE);
+    CHECK_OK(shmx_client_latest(c, &fi));
+    CHECK(fi.frame_id == 2 && fi.stream_count == 1);
+    shmx_client_close(c);
+    shmx_server_close(s);
+    CHECK_ST(shmx_server_publish_stream(s, ID_POS, pos, 12, 0), SHMX_ECLOSED);
+    shmx_server_free(s);
+}
+
 /* ----------------------------------------------- EEXIST, stale, unlink */
 
 static void test_exists_and_stale(void)
@@ -1420,6 +1470,7 @@ int main(void)
     test_config();
     test_publish_read();
     test_refusals();
+    test_publish_stream();
     test_exists_and_stale();
     test_wait_destroy_reconnect();
     test_control();

@@ -8,6 +8,7 @@ with the dropped count) for the rate scenario.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -49,6 +50,10 @@ class Sender:
 
         self.info = {"mode": "begin_frame + append_stream + publish_frame (copy into the slot)",
                      "slots": _region_args(cfg)["slots"]}
+        if hasattr(s, "publish_stream"):
+            # Ours: the whole one-stream frame in one C call.
+            send = functools.partial(s.publish_stream, STREAM)
+            self.info["mode"] = "publish_stream (one call: begin + copy into the slot + publish)"
 
         self.send = send
         if cfg.get("loan"):

@@ -13,14 +13,15 @@
  *   progress (pan -l -f)      no cycle in which the writer makes no
  *                             progress (a publish or a "busy"), under weak
  *                             fairness: the writer never waits for a reader.
- *   -DNOFENCE                 drops the two full fences (a store may pass a
- *                             later load, as on x86/TSO): spin then finds the
- *                             torn read, which shows the fences are needed
- *                             and that the model can see the bug.
+ *   -DNOFENCE                 lets each side's load pass its store (what
+ *                             plain stores and loads allow on x86/TSO): spin
+ *                             then finds the torn read, which shows the
+ *                             seq_cst ordering is needed and that the model
+ *                             can see the bug.
  *
  * Memory model: Promela interleaves statements (sequential consistency).
- * The real code reaches SC where it matters with seq_cst RMWs plus
- * shmx_fence_full() on both sides of the pin/seq handshake; the data itself
+ * The real code reaches SC where it matters with a seq_cst RMW followed by
+ * a seq_cst load on both sides of the pin/seq handshake; the data itself
  * is published by release/acquire on seq and write_index.
  */
 
@@ -67,7 +68,7 @@ active proctype writer()
                 :: p = pins[cand]; seq[cand] = (old + 1) % 4   /* the load passed the store */
                 fi;
 #else
-                seq[cand] = (old + 1) % 4;   /* seq odd (seq_cst), then shmx_fence_full() */
+                seq[cand] = (old + 1) % 4;   /* seq odd (seq_cst exchange), then seq_cst load */
                 p = pins[cand];
 #endif
                 if
@@ -128,7 +129,7 @@ active [NREADERS] proctype reader()
         :: v = seq[s]; atomic { pins[s] = pins[s] | mask }   /* the load passed the store */
         fi;
 #else
-        atomic { pins[s] = pins[s] | mask };   /* fetch_or (seq_cst), then shmx_fence_full() */
+        atomic { pins[s] = pins[s] | mask };   /* fetch_or (seq_cst), then seq_cst load */
         v = seq[s];
 #endif
         if
