@@ -15,6 +15,8 @@ from .inspector import Inspector
 _latest = lib.shmx_client_latest
 _next = lib.shmx_client_next
 _wait = lib.pyshmx_client_wait  # releases the GIL (shmx/_gil.h)
+_last_error = lib.shmx_last_error
+_detail = ffi.string
 # cffi refuses None for a handle argument: before open() or after close()
 # pass NULL, so the call returns None/False with last_error set instead of
 # raising TypeError.
@@ -28,6 +30,7 @@ assert struct.calcsize("=IIIIQdQQ") == ffi.sizeof("shmx_frame_info")
 assert ffi.offsetof("shmx_frame_info", "layout_id") == 40
 _Entry = Tuple[str, memoryview, int, int, int]
 
+_NO_HEADER = memoryview(bytes(128)).cast("Q")
 _SLICE_S = 0.05  # waits return to Python this often, so Ctrl-C is honoured
 
 
@@ -49,13 +52,22 @@ class Client:
         # One struct.unpack_from reads every field: far cheaper than cdata
         # attribute reads on the hot path.
         self._fibuf = ffi.buffer(self._fi)
+        self._fiq = memoryview(self._fibuf).cast("Q")  # [2] is frame_id
+        self._fiq[2] = 0
+        self._hdrq = _NO_HEADER  # the region header as uint64s, once open
+        # The dict get_latest_frame() returned last, and its frame id: an
+        # unchanged frame is returned as that same dict (a polling loop
+        # then costs one C call, not a new dict per poll).
+        self._cur: Optional[Frame] = None
+        self._cur_id = 0
         self._layouts: Dict[int, List[_Entry]] = {}
+        self._views: Dict[int, Dict[Any, memoryview]] = {}  # per layout: id and name -> view
         self._names: Dict[int, str] = {}
         self._streams: List[Dict[str, Any]] = []
         self._name = ""
         self._shm_dir: Optional[str] = None
         self._last_status = 0
-        self.last_error: str = ""
+        self._err: Any = ""  # last_error: str, or the C detail as bytes until read
 
     # ------------------------------------------------------------ lifecycle
     def open(self, name: str, *, shm_dir: Optional[str] = None) -> bool:
@@ -75,19 +87,25 @@ class Client:
 
     def _adopt(self, c: Any) -> None:
         self._c = c
+        self._fiq[2] = 0  # frame ids restart with a new server's session
         size = lib.shmx_client_size(c)
         # Views into the mapping keep it alive; it is unmapped (and the C
         # handle freed) when the last of them is gone.
         self._owner = ffi.gc(ffi.cast("char *", lib.shmx_client_base(c)),
                              lambda _p, c=c: lib.shmx_client_free(c))
         self._mv = memoryview(ffi.buffer(self._owner, size)).toreadonly()
-        self._layouts = {}
+        self._hdrq = self._mv[:128].cast("Q")
         self._load_schema()
 
     def _load_schema(self) -> None:
         self._streams = streams_list(lib.shmx_client_stream_count, lib.shmx_client_stream_info, self._c)
         self._names = {s["id"]: s["name"] for s in self._streams}
+        self._forget_layouts()
+
+    def _forget_layouts(self) -> None:
         self._layouts = {}
+        self._views = {}
+        self._cur, self._cur_id = None, 0
 
     def close(self) -> None:
         """Leave the region: free the reader slot and the pinned frame.
@@ -99,8 +117,9 @@ class Client:
         lib.shmx_client_detach(c)
         self._c = None
         self._mv = None
+        self._hdrq = _NO_HEADER
         self._owner = None
-        self._layouts = {}
+        self._forget_layouts()
 
     def is_open(self) -> bool:
         """True while attached to a region."""
@@ -119,12 +138,18 @@ class Client:
         name ``{'data': memoryview, 'elem_count': int, 'bytes': int}``.  The
         views point into shared memory (zero copy, read-only) and stay valid
         until this client's next read or ``close()``.  Never torn; never
-        older than a frame this client returned before."""
+        older than a frame this client returned before.  While the latest
+        frame is unchanged, the same dict is returned again: treat frames
+        as read-only."""
         st = _latest(self._c or _NULL, self._fi)
         if st != 0:
             self._fail(st)
             return None
-        return self._frame_dict(0)
+        if self._fiq[2] == self._cur_id:
+            return self._cur
+        frame = self._cur = self._frame_dict(0)
+        self._cur_id = self._fiq[2]
+        return frame
 
     def read_next(self) -> Optional[Frame]:
         """The next frame in publication order after the last one read, or
@@ -135,7 +160,43 @@ class Client:
         if st != 0:
             self._fail(st)
             return None
+        self._cur_id = 0  # this dict carries `dropped`: not one to return again
         return self._frame_dict(_FRAME_INFO(self._fibuf)[6])
+
+    def get_latest_stream(self, stream: Any, new_only: bool = False) -> Optional[memoryview]:
+        """One stream (id or name) of the newest complete frame, as a
+        read-only memoryview into shared memory: the cheapest read (no
+        dicts).  None when no frame is there yet, the frame has no such
+        stream, or, with ``new_only``, the newest frame is the one this
+        client read last (``last_error`` is then left alone).  Pinned like
+        ``get_latest_frame()``; ``frame_id`` and ``sim_time`` describe it."""
+        fiq = self._fiq
+        before = fiq[2]  # the C call rewrites the frame info only on success
+        if new_only and before and self._hdrq[13] == before:
+            # The header's frame_seq (@104) is still the frame we read: no
+            # need to ask C.  A stale read only delays the news to the next poll.
+            return None
+        st = _latest(self._c or _NULL, self._fi)
+        if st != 0:
+            self._fail(st)
+            return None
+        if new_only and fiq[2] == before:
+            return None
+        views = self._views.get(fiq[5])  # [5] is layout_id
+        if views is None:
+            self._build_layout(fiq[5], fiq[1] >> 32)  # [1] high half: stream_count
+            views = self._views[fiq[5]]
+        return views.get(stream)
+
+    @property
+    def frame_id(self) -> int:
+        """Id of the frame the last successful read returned (0 before any)."""
+        return self._fiq[2]
+
+    @property
+    def sim_time(self) -> float:
+        """``sim_time`` of the frame the last successful read returned."""
+        return self._fi.sim_time
 
     def wait_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """Block until a frame newer than the last one this client saw is
@@ -256,6 +317,7 @@ class Client:
         assert self._mv is not None
         if len(self._layouts) > 256:
             self._layouts.clear()
+            self._views.clear()
         sv = ffi.new("shmx_stream_view *")
         entries: List[_Entry] = []
         for i in range(count):
@@ -269,6 +331,10 @@ class Client:
             off = sv.offset
             entries.append((name, self._mv[off:off + sv.bytes], sv.elem_count, sv.bytes, sid))
         self._layouts[layout_id] = entries
+        views: Dict[Any, memoryview] = {}
+        for name, view, _, _, sid in entries:
+            views[sid] = views[name] = view
+        self._views[layout_id] = views
         return entries
 
     def release(self) -> None:
@@ -354,12 +420,27 @@ class Client:
         return int(lib.shmx_client_reader_id(self._c)) if self._c is not None else 0
 
     # -------------------------------------------------------------- helpers
+    @property
+    def last_error(self) -> str:
+        """Why the last call that failed failed ('' after a successful open)."""
+        err = self._err
+        if err.__class__ is bytes:
+            err = self._err = err.decode("utf-8", "replace") or status_message(self._last_status)
+        return err
+
+    @last_error.setter
+    def last_error(self, text: str) -> None:
+        self._err = text
+
     def _fail(self, st: int) -> None:
         self._last_status = st
         if self._c is None:
-            self.last_error = "client is not open (call open() first) or was closed"
+            self._err = "client is not open (call open() first) or was closed"
         else:
-            self.last_error = status_message(st)
+            # Copied now (the next failing call on this thread overwrites
+            # it), decoded only if someone reads it: a poll that finds
+            # nothing new stays cheap.
+            self._err = _detail(_last_error())
 
     def __enter__(self) -> "Client":
         return self

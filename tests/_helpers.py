@@ -509,12 +509,26 @@ def _stress_producer_body(q: Any, who: int, name: str, go: Any, stop: Any, relea
 stress_producer = _worker(_stress_producer_body)
 
 
+def _check_stream_read(client: Any, view: Any, max_bytes: int) -> Optional[str]:
+    """None if ``view``, the "bytes" stream get_latest_stream() returned, is
+    what the frame it came from (``client.frame_id``) says, else the error."""
+    import numpy as np
+    fid = client.frame_id
+    nbytes = stress_sizes(fid, max_bytes)[0]
+    if len(view) != nbytes or client.sim_time != float(fid):
+        return f"frame {fid}: {len(view)} bytes, sim_time {client.sim_time}"
+    if not np.array_equal(np.frombuffer(view, dtype=np.uint8), stress_bytes(fid, nbytes)):
+        return f"frame {fid}: 'bytes' differs from its pattern (get_latest_stream)"
+    return None
+
+
 def _stress_latest_body(q: Any, who: int, name: str, go: Any, seconds: float, want: int,
-                        max_bytes: int, use_wait: bool) -> None:
-    """get_latest_frame (or wait_frame) as fast as possible for ``seconds``
-    (longer, up to PROC_TIMEOUT, until ``want`` distinct frames were seen:
-    on a crowded machine a few seconds may not be enough); check every byte
-    of every frame."""
+                        max_bytes: int, mode: str) -> None:
+    """get_latest_frame (mode "latest"), wait_frame ("wait") or
+    get_latest_stream(new_only=True) ("stream") as fast as possible for
+    ``seconds`` (longer, up to PROC_TIMEOUT, until ``want`` distinct frames
+    were seen: on a crowded machine a few seconds may not be enough); check
+    every byte of every frame."""
     client = _connect(name)
     try:
         q.put({"kind": "ready", "who": who, "pid": os.getpid()})
@@ -527,7 +541,22 @@ def _stress_latest_body(q: Any, who: int, name: str, go: Any, seconds: float, wa
             elapsed = time.monotonic() - start
             if (elapsed >= seconds and distinct >= want) or elapsed >= PROC_TIMEOUT:
                 break
-            frame = client.wait_frame(timeout=0.1) if use_wait else client.get_latest_frame()
+            if mode == "stream":
+                view = client.get_latest_stream("bytes", new_only=True)
+                if view is None:
+                    none += 1
+                    time.sleep(0.0002)
+                    continue
+                fid = client.frame_id
+                backwards += fid <= last
+                err = _check_stream_read(client, view, max_bytes)
+                checks += 1
+                distinct += 1
+                last = fid
+                if err:
+                    errors.append(err if len(errors) < 5 else "...")
+                continue
+            frame = client.wait_frame(timeout=0.1) if mode == "wait" else client.get_latest_frame()
             if frame is None:
                 none += 1
                 time.sleep(0.0002)

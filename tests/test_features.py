@@ -289,6 +289,51 @@ def test_publish_stream_one_call_and_refusals_keep_the_latest_frame(name):
     assert "destroyed" in str(info.value) or "not created" in str(info.value)
 
 
+def test_get_latest_stream_new_only_frame_id_and_same_dict_while_unchanged(name):
+    with shmx.serve(name, specs(), slots=4) as server, shmx.connect(name) as client:
+        assert client.frame_id == 0
+        assert client.get_latest_stream("seq") is None and "no frame" in client.last_error
+        server.publish({"seq": struct.pack("<Q", 1), "pos": np.ones((1, 3), np.float32)}, 1.25)
+        view = client.get_latest_stream("seq", new_only=True)
+        assert bytes(view) == struct.pack("<Q", 1) and view.readonly
+        assert client.frame_id == 1 and client.sim_time == 1.25
+        assert bytes(client.get_latest_stream(2)) == np.ones(3, np.float32).tobytes()
+        assert client.get_latest_stream("img") is None  # not in this frame
+        client.last_error = ""
+        assert client.get_latest_stream("seq", new_only=True) is None  # nothing newer
+        assert client.last_error == ""
+        assert bytes(client.get_latest_stream("seq")) == struct.pack("<Q", 1)  # without new_only: again
+        for v in range(2, 12):  # around the ring several times; the pin holds the view
+            server.publish_stream("seq", struct.pack("<Q", v), float(v))
+            got = client.get_latest_stream("seq", True)
+            assert bytes(got) == struct.pack("<Q", v) and client.frame_id == v and client.sim_time == v
+            assert client.get_latest_stream("seq", True) is None
+        server.publish_stream("seq", struct.pack("<Q", 12))
+        server.publish_stream("seq", struct.pack("<Q", 13))
+        assert bytes(client.get_latest_stream("seq", True)) == struct.pack("<Q", 13)  # the newest
+        # get_latest_frame: one dict per frame, returned again while unchanged.
+        a = client.get_latest_frame()
+        assert client.get_latest_frame() is a
+        server.publish_stream("seq", struct.pack("<Q", 14))
+        b = client.get_latest_frame()
+        assert b is not a and b["__metadata__"]["frame_id"] == 14
+        assert a["__metadata__"]["frame_id"] == 13  # the old dict is not rewritten
+        server.publish_stream("seq", struct.pack("<Q", 15))
+        server.publish_stream("seq", struct.pack("<Q", 16))
+        assert client.read_next()["__metadata__"]["frame_id"] == 15
+        r = client.read_next()
+        c = client.get_latest_frame()  # the frame read_next returned, in its own dict
+        assert c is not r and c["__metadata__"]["frame_id"] == 16 == r["__metadata__"]["frame_id"]
+        # A new session restarts frame ids: not mistaken for the old frames.
+    with shmx.serve(name, specs()) as server2:
+        assert client.reconnect() and client.frame_id == 0
+        server2.publish_stream("seq", struct.pack("<Q", 77))
+        assert bytes(client.get_latest_stream("seq", True)) == struct.pack("<Q", 77)
+        assert client.frame_id == 1
+        client.close()
+        assert client.get_latest_stream("seq", True) is None and "not open" in client.last_error
+
+
 def test_numpy_arrays_typed_read_only(name):
     streams = [shmx.create_stream_spec(i + 1, n, code, comps, bpe) for i, (n, code, comps, bpe) in
                enumerate([("b", shmx.DT_BOOL, 1, 1), ("i16", shmx.DT_I16, 2, 4),

@@ -32,8 +32,8 @@ def test_latest_readers_never_see_a_torn_frame(name, spare):
         go, stop, release = w.event(), w.event(), w.event()
         w.start(stress_producer, "producer", name, go, stop, release, max_bytes, readers + spare)
         w.collect("ready", 1)
-        for who in range(readers):
-            w.start(stress_latest_reader, who, name, go, RUN_SECONDS, WANT, max_bytes, who == 0)
+        for who, mode in enumerate(["wait", "latest", "stream"]):
+            w.start(stress_latest_reader, who, name, go, RUN_SECONDS, WANT, max_bytes, mode)
         w.collect("ready", readers)
         go.set()
         results = w.collect("result", readers, timeout=RUN_SECONDS + PROC_TIMEOUT)

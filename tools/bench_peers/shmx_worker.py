@@ -110,6 +110,11 @@ class Receiver:
                 self.dropped = f["__metadata__"]["dropped"]
                 return f["msg"]["data"]
             self.info = {"mode": "read_next busy-poll (in order, dropped count)"}
+        elif hasattr(c, "get_latest_stream"):
+            # Ours: the one stream's view of the newest frame, None unless
+            # it is newer than the last one read (no dict per frame).
+            poll = functools.partial(c.get_latest_stream, STREAM, True)
+            self.info = {"mode": "get_latest_stream(new_only=True) busy-poll"}
         else:
             def poll():
                 f = latest()
