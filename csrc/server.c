@@ -355,38 +355,79 @@ static shmx_status check_frame(shmx_server *s, uint64_t frame, const char *what)
 static uint32_t reap_dead(shmx_server *s);
 #define REAP_AFTER_PIN_NS 100000000ull /* 100 ms */
 
-/* Take a slot for writing.  Handshake with readers (see pin_slot() in
- * client.c): we make the seq odd, then look at the pins; a reader adds its
- * pin, then looks at the seq (each side a seq_cst RMW then a seq_cst load).  At least one of
- * the two sees the other, so a pinned slot is never written. */
+/* Make slot `cand` ours for writing, unless a reader pins it.  Handshake
+ * with readers (see pin_slot() in client.c): we make the seq odd, then look
+ * at the pins; a reader adds its pin, then looks at the seq (each side a
+ * seq_cst RMW then a seq_cst load).  At least one of the two sees the
+ * other, so a pinned slot is never written. */
+static int try_claim(shmx_server *s, uint32_t cand)
+{
+    shmx_frame_header *fh = shmx_slot_header(&s->r, cand);
+    if (shmx_load_relaxed64(&fh->pins) != 0) {
+        s->skipped_pinned = 1;
+        return 0;
+    }
+    uint64_t seq = shmx_load_relaxed64(&fh->seq); /* only we write it */
+    if (SHMX_SEQ_WRITING(seq)) seq++;             /* left odd by an abandoned frame */
+    /* seq_cst RMW, then seq_cst load of pins: pairs with pin_slot()'s
+     * seq_cst fetch_or of pins, then seq_cst load of seq.  Being an acquire
+     * too, the RMW keeps our payload writes after it. */
+    shmx_exchange64(&fh->seq, seq + 1);
+    if (shmx_load_seqcst64(&fh->pins) != 0) {
+        /* Nothing was written: give the slot back unchanged.  Release pairs
+         * with readers' acquire of seq. */
+        shmx_store_release64(&fh->seq, seq);
+        s->skipped_pinned = 1;
+        return 0;
+    }
+    s->cur_slot = cand;
+    s->cur_seq = seq + 1;
+    return 1;
+}
+
+/* In a region of large frames, the slot written most recently among those
+ * no reader needs any more is still in the CPU caches: writing it again
+ * skips a trip to memory per cache line, and a reader that copies the
+ * frame out finds it in the cache too.  No reader needs a frame older than
+ * what every attached reader has already read (last_frame_seen; a reader
+ * that read nothing yet keeps everything), and the latest frame is always
+ * kept.  Returns the slot, or the number of slots when there is none. */
+#define WARM_SLOT_MIN_BYTES (1u << 20)
+static uint32_t warm_slot(shmx_server *s)
+{
+    const shmx_region *r = &s->r;
+    uint64_t passed = UINT64_MAX;
+    for (uint32_t i = 0; i < r->reader_slots; i++) {
+        shmx_reader_slot *rs = shmx_reader_at(r, i);
+        if (!shmx_load_acquire32(&rs->in_use)) continue;
+        uint64_t seen = shmx_load_relaxed64(&rs->last_frame_seen);
+        if (seen < passed) passed = seen;
+    }
+    uint32_t best = r->slots;
+    uint64_t best_id = 0;
+    for (uint32_t k = 0; k < r->slots; k++) {
+        if (k == s->last_slot) continue;
+        uint64_t fid = shmx_load_relaxed64(&shmx_slot_header(r, k)->frame_id); /* only we write it */
+        if (fid < passed && (best == r->slots || fid > best_id)) {
+            best = k;
+            best_id = fid;
+        }
+    }
+    return best;
+}
+
+/* Take a slot for writing: a warm one (see warm_slot()), else the next in
+ * ring order, skipping pinned slots.  0 when every slot is pinned. */
 static int claim_slot(shmx_server *s)
 {
     const uint32_t n = s->r.slots;
     s->skipped_pinned = 0;
-    for (uint32_t k = 1; k <= n; k++) {
-        uint32_t cand = (s->last_slot + k) % n;
-        shmx_frame_header *fh = shmx_slot_header(&s->r, cand);
-        if (shmx_load_relaxed64(&fh->pins) != 0) {
-            s->skipped_pinned = 1;
-            continue;
-        }
-        uint64_t seq = shmx_load_relaxed64(&fh->seq); /* only we write it */
-        if (SHMX_SEQ_WRITING(seq)) seq++; /* left odd by an abandoned frame */
-        /* seq_cst RMW, then seq_cst load of pins: pairs with pin_slot()'s
-         * seq_cst fetch_or of pins, then seq_cst load of seq.  Being an
-         * acquire too, the RMW keeps our payload writes after it. */
-        shmx_exchange64(&fh->seq, seq + 1);
-        if (shmx_load_seqcst64(&fh->pins) != 0) {
-            /* Nothing was written: give the slot back unchanged.  Release
-             * pairs with readers' acquire of seq. */
-            shmx_store_release64(&fh->seq, seq);
-            s->skipped_pinned = 1;
-            continue;
-        }
-        s->cur_slot = cand;
-        s->cur_seq = seq + 1;
-        return 1;
+    if (s->r.slot_stride >= WARM_SLOT_MIN_BYTES && s->frame_seq > 0) {
+        uint32_t warm = warm_slot(s);
+        if (warm < n && try_claim(s, warm)) return 1;
     }
+    for (uint32_t k = 1; k <= n; k++)
+        if (try_claim(s, (s->last_slot + k) % n)) return 1;
     return 0;
 }
 

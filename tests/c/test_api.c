@@ -704,6 +704,68 @@ static void test_publish_stream(void)
     shmx_server_free(s);
 }
 
+/* The slot a publish went to (write_index w names slot (w-1) % slots). */
+static uint32_t last_slot_of(shmx_server *s, uint32_t slots)
+{
+    shmx_header_info h;
+    h.struct_size = sizeof h;
+    CHECK_OK(shmx_server_header_info(s, &h));
+    return (h.write_index - 1u) % slots;
+}
+
+/* Large frames go to the most recently written slot no reader needs any
+ * more (still in the caches), but never to one holding a frame an attached
+ * reader has not read yet: in-order readers lose nothing to it. */
+static void test_warm_slots(void)
+{
+    char name[128];
+    shmx_server_config cfg;
+    base_config(&cfg);
+    cfg.frame_bytes_cap = 1u << 20;
+    cfg.slots = 4;
+    shmx_server *s = NULL;
+    shmx_client *c = NULL;
+    REQUIRE_OK(shmx_server_create(t_name(name, sizeof name, "warm"), &cfg, &s));
+    REQUIRE_OK(shmx_client_open(name, NULL, &c));
+    shmx_frame_info fi;
+    fi.struct_size = sizeof fi;
+    uint64_t v;
+    /* A reader that keeps up: publishes alternate between two slots. */
+    uint32_t used[4] = {0, 0, 0, 0};
+    for (v = 1; v <= 12; v++) {
+        CHECK_OK(shmx_server_publish_stream(s, ID_COUNT, &v, 8, 0));
+        used[last_slot_of(s, 4)]++;
+        CHECK_OK(shmx_client_latest(c, &fi));
+        CHECK(fi.frame_id == v);
+    }
+    uint32_t busy = 0;
+    for (int k = 0; k < 4; k++) busy += used[k] > 1;
+    CHECK(busy == 2);
+    /* An in-order reader that falls behind by 3 frames gets every one. */
+    uint64_t behind = fi.frame_id;
+    for (v = 13; v <= 15; v++) CHECK_OK(shmx_server_publish_stream(s, ID_COUNT, &v, 8, 0));
+    for (uint64_t want = behind + 1; want <= 15; want++) {
+        CHECK_OK(shmx_client_next(c, &fi));
+        CHECK(fi.frame_id == want && fi.dropped == 0);
+        shmx_stream_view sv;
+        sv.struct_size = sizeof sv;
+        CHECK_OK(shmx_client_frame_stream(c, 0, &sv));
+        uint64_t got;
+        memcpy(&got, sv.data, 8);
+        CHECK(got == want);
+    }
+    /* Without readers every slot but the latest is free to reuse. */
+    shmx_client_close(c);
+    uint32_t a = last_slot_of(s, 4);
+    v = 16;
+    CHECK_OK(shmx_server_publish_stream(s, ID_COUNT, &v, 8, 0));
+    uint32_t b = last_slot_of(s, 4);
+    v = 17;
+    CHECK_OK(shmx_server_publish_stream(s, ID_COUNT, &v, 8, 0));
+    CHECK(b != a && last_slot_of(s, 4) == a);
+    shmx_server_destroy(s);
+}
+
 /* ----------------------------------------------- EEXIST, stale, unlink */
 
 static void test_exists_and_stale(void)
@@ -1471,6 +1533,7 @@ int main(void)
     test_publish_read();
     test_refusals();
     test_publish_stream();
+    test_warm_slots();
     test_exists_and_stale();
     test_wait_destroy_reconnect();
     test_control();

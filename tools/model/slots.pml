@@ -46,14 +46,28 @@ active proctype writer()
 {
     byte last = NSLOTS - 1;  /* slot of the last published frame */
     byte k, cand, old, p, r, skipped;
-    bool claimed;
+    bool claimed, warm;
     do
     :: /* ---- begin_frame: claim_slot() ---- */
         k = 1; claimed = false; skipped = 0;
+        /* warm_slot(): in a region of large frames, one slot other than the
+         * latest may be tried first (which one depends on what the readers
+         * have read: any of them), then the ring order */
+        if
+        :: warm = false
+        :: warm = true
+        fi;
         do
         :: k > NSLOTS -> break
         :: k <= NSLOTS ->
-            cand = (last + k) % NSLOTS;
+            if
+            :: warm -> select (cand : 0 .. NSLOTS - 1);
+                if
+                :: cand == last -> cand = (last + k) % NSLOTS; warm = false   /* no warm slot */
+                :: else -> k--   /* the warm try does not count as a ring step */
+                fi
+            :: else -> cand = (last + k) % NSLOTS
+            fi;
             if
             :: pins[cand] != 0 -> skipped++
             :: else ->
@@ -78,7 +92,7 @@ active proctype writer()
             fi;
             if
             :: claimed -> break
-            :: else -> k++
+            :: else -> k++; warm = false
             fi
         od;
         assert(k <= NSLOTS || !claimed);   /* bounded search: at most NSLOTS candidates */
@@ -101,12 +115,12 @@ active proctype writer()
 progress_publish:
             skip
         :: else ->
-            assert(skipped == NSLOTS);  /* "busy" only when every slot was seen pinned */
+            assert(skipped >= NSLOTS);  /* "busy" only when every slot was seen pinned */
 progress_busy:
             skip
         fi;
         /* forget the temporaries, so equal states compare equal */
-        d_step { k = 0; cand = 0; old = 0; p = 0; r = 0; skipped = 0; claimed = false }
+        d_step { k = 0; cand = 0; old = 0; p = 0; r = 0; skipped = 0; claimed = false; warm = false }
     od
 }
 
