@@ -6,9 +6,10 @@
  *    written with plain stores and published by one store-release of an
  *    index (slot seq, write_index, ring write).  A reader's load-acquire of
  *    that index makes the data visible.
- *  - Two handshakes need store-load ordering on both sides (write one word,
- *    then read another, Dekker style): reader pin vs. writer slot claim, and
- *    waiter count vs. futex word.  Each side does a seq_cst read-modify-write
+ *  - The pin handshake (reader pin vs. writer slot claim) needs store-load
+ *    ordering on both sides (write one word, then read another, Dekker
+ *    style), as does the control ring's waiter count vs. its futex word.
+ *    Each side does a seq_cst read-modify-write
  *    and then a seq_cst load of the other word; all four are in the single
  *    total order of seq_cst operations, so at least one side sees the other.
  *    (A locked RMW orders like a store + mfence on x86, at about half the
@@ -37,6 +38,8 @@ static inline void shmx_store_release64(uint64_t *p, uint64_t v) { __atomic_stor
 static inline uint32_t shmx_fetch_add32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t shmx_fetch_add64(uint64_t *p, uint64_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline uint32_t shmx_fetch_sub32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t shmx_exchange32(uint32_t *p, uint32_t v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t shmx_fetch_or32(uint32_t *p, uint32_t v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t shmx_exchange64(uint64_t *p, uint64_t v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t shmx_fetch_or64(uint64_t *p, uint64_t v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t shmx_fetch_and64(uint64_t *p, uint64_t v) { return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST); }

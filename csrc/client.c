@@ -514,12 +514,15 @@ shmx_status shmx_client_wait(shmx_client *c, int64_t timeout_ns)
         if (now >= deadline) return SHMX_ETIMEDOUT;
         uint64_t left = deadline - now;
         if (left > (uint64_t)WAIT_SLICE_NS) left = WAIT_SLICE_NS;
-        /* Announce the wait (seq_cst RMW), then check once more; pairs with
-         * the producer's seq_cst bump of frame_futex then load of waiters. */
-        shmx_fetch_add32(&ext->frame_waiters, 1);
+        /* Announce the sleep: set the sleeper bit of the word (RMW).  If a
+         * publish replaced the word since we read it (its counter part
+         * changed), look again instead of sleeping.  Otherwise the next
+         * publish's exchange of the word returns our bit and wakes us: one
+         * variable, so its modification order alone orders the two. */
+        uint32_t now_word = shmx_fetch_or32(&ext->frame_futex, 1u);
         int rc = 0;
-        if (!newer_frame(c)) rc = shmx_plat_wait(&ext->frame_futex, word, (int64_t)left);
-        shmx_fetch_sub32(&ext->frame_waiters, 1);
+        if ((now_word | 1u) == (word | 1u) && !newer_frame(c))
+            rc = shmx_plat_wait(&ext->frame_futex, word | 1u, (int64_t)left);
         if (rc == 1 && !newer_frame(c) && shmx_server_liveness(r) == SHMX_DEAD)
             return shmx_fail(SHMX_ECLOSED, "'%s': the server process is gone", r->name);
     }

@@ -71,12 +71,12 @@ typedef struct shmx_ext_header {
     uint64_t owner_heartbeat;    /* @160 atomic, CLOCK_MONOTONIC ns */
     uint32_t closed;             /* @168 atomic */
     uint32_t checksum_policy;    /* @172 */
-    uint32_t frame_futex;        /* @176 atomic: bumped on every publish */
+    uint32_t frame_futex;        /* @176 atomic: +2 on every publish; bit 0 = a reader sleeps on it */
     uint32_t control_waiters;    /* @180 atomic: server threads waiting */
     uint32_t user_frame_cap;     /* @184 frame_bytes_cap as the user asked */
     uint32_t lock_base_hi;       /* @188 reserved */
     /* reader-written line, @192 */
-    uint32_t frame_waiters;      /* @192 atomic: readers waiting on frame_futex */
+    uint32_t frame_waiters;      /* @192 reserved (was a waiter count; the sleeper bit is in frame_futex) */
     uint32_t control_futex;      /* @196 atomic: bumped on every control send */
     uint64_t overruns;           /* @200 atomic (written by the producer; rare) */
     uint64_t reserved[6];        /* @208 */

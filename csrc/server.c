@@ -22,6 +22,7 @@ struct shmx_server {
     uint32_t seen_connected; /* readers_connected when legacy readers were last counted */
     int legacy_attached;
     uint64_t publishes;
+    uint32_t futex_word;     /* the last even value we stored in ext->frame_futex */
     uint64_t last_reap_ns;
     int skipped_pinned;      /* the last claim_slot passed over a pinned slot */
     uint32_t ctl_cursor;
@@ -291,6 +292,15 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
     return SHMX_OK;
 }
 
+/* The frame futex word counts publishes in steps of 2 (only we change
+ * that part); readers set bit 0 before they sleep on it.  Returns the
+ * previous value, sleeper bit included. */
+static uint32_t next_futex_word(shmx_server *s)
+{
+    s->futex_word += 2u;
+    return shmx_exchange32(&s->r.ext->frame_futex, s->futex_word);
+}
+
 static void server_close(shmx_server *s, int unmap)
 {
     if (!s->closed && s->r.map.base) {
@@ -298,7 +308,7 @@ static void server_close(shmx_server *s, int unmap)
         shmx_ext_header *ext = s->r.ext;
         /* Readers load `closed` with acquire (shmx_server_liveness). */
         shmx_store_release32(&ext->closed, 1);
-        shmx_fetch_add32(&ext->frame_futex, 1);
+        next_futex_word(s);
         shmx_plat_wake_all(&ext->frame_futex);
         /* Unlink only if the name still refers to our file. */
         struct stat a, b;
@@ -613,11 +623,11 @@ shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
     s->gen++;
     if (s->gen == 0) s->gen = 1;
     shmx_ext_header *ext = r->ext;
-    /* Bump the futex word (seq_cst RMW), then look for waiters (seq_cst
-     * load); pairs with the waiter's seq_cst increment of frame_waiters
-     * before its futex wait on this word.  No waiter: no system call. */
-    shmx_fetch_add32(&ext->frame_futex, 1);
-    if (shmx_load_seqcst32(&ext->frame_waiters) != 0) shmx_plat_wake_all(&ext->frame_futex);
+    /* Replace the futex word by the next even value (seq_cst RMW; its
+     * release orders the frame before it).  Bit 0 of the old value says a
+     * reader set it before sleeping (shmx_client_wait): only then is
+     * there a system call, once per sleep, not once per frame. */
+    if (next_futex_word(s) & 1u) shmx_plat_wake_all(&ext->frame_futex);
     if ((s->publishes & 63u) == 0) {
         uint64_t now = shmx_plat_now_ns();
         shmx_store_relaxed64(&ext->owner_heartbeat, now);

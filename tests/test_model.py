@@ -1,9 +1,11 @@
-"""The slot protocol's Promela model (tools/model/slots.pml), checked by spin.
+"""The Promela models in tools/model/, checked by spin.
 
-Four runs, each a few seconds: the safety check with 3 and with 2 slots
-(2 readers), the no-starvation check (non-progress cycles under weak
-fairness), and the same model without the two fences, where spin must find
-the torn read (proof that the model can see the bug it rules out).
+slots.pml (the frame slots): the safety check with 3 and with 2 slots (2
+readers), the no-starvation check (non-progress cycles under weak
+fairness), and the same model without the seq_cst ordering, where spin must
+find the torn read (proof that the model can see the bug it rules out).
+wake.pml (waking waiters): no lost wake-up with 2 and 3 waiters, and the
+separate-flag protocol this replaced, where spin must find one.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from typing import List, Tuple
 
 import pytest
 
-MODEL = Path(__file__).resolve().parent.parent / "tools" / "model" / "slots.pml"
+MODELS = Path(__file__).resolve().parent.parent / "tools" / "model"
+MODEL = MODELS / "slots.pml"
 CC = shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")
 
 pytestmark = [
@@ -26,12 +29,12 @@ pytestmark = [
 
 
 def verify(tmp_path: Path, defines: List[str], pan_cflags: List[str],
-           pan_args: List[str]) -> Tuple[int, str]:
+           pan_args: List[str], model: Path = MODEL) -> Tuple[int, str]:
     """spin -a, compile pan.c, run it; returns (errors, output)."""
     work = tmp_path / ("run" + "".join(d.replace("=", "") for d in defines + pan_cflags))
     work.mkdir()
-    shutil.copy(MODEL, work / "slots.pml")
-    subprocess.run(["spin", *defines, "-a", "slots.pml"], cwd=work, check=True,
+    shutil.copy(model, work / model.name)
+    subprocess.run(["spin", *defines, "-a", model.name], cwd=work, check=True,
                    capture_output=True, timeout=60)
     subprocess.run([CC, "-O1", "-w", *pan_cflags, "-o", "pan", "pan.c"], cwd=work, check=True,
                    capture_output=True, timeout=120)
@@ -45,7 +48,7 @@ def verify(tmp_path: Path, defines: List[str], pan_cflags: List[str],
 def unreached(out: str) -> List[str]:
     """Statements spin never reached, except the ends of the endless loops."""
     return [line.strip() for line in out.splitlines()
-            if re.match(r"\s+slots\.pml:\d+, state \d+", line) and '"-end-"' not in line]
+            if re.match(r"\s+\w+\.pml:\d+, state \d+", line) and '"-end-"' not in line]
 
 
 def test_model_safety_three_slots(tmp_path):
@@ -76,3 +79,18 @@ def test_model_without_fences_finds_the_torn_read(tmp_path):
     errors, out = verify(tmp_path, ["-DNOFENCE"], ["-DSAFETY"], [])
     assert errors >= 1, out
     assert "assertion violated" in out, out
+
+
+@pytest.mark.parametrize("size", [[], ["-DNWAITERS=3", "-DNFRAMES=4"]], ids=["2x3", "3x4"])
+def test_wake_model_loses_no_wake_up(tmp_path, size):
+    # A waiter blocked for ever after the producer stopped is an invalid end
+    # state; every statement (sleeping and waking included) is reached.
+    errors, out = verify(tmp_path, size, ["-DSAFETY"], [], MODELS / "wake.pml")
+    assert errors == 0, out
+    assert "Search not completed" not in out, out
+    assert unreached(out) == [], out
+
+
+def test_wake_model_finds_the_lost_wake_up_of_a_separate_flag(tmp_path):
+    errors, out = verify(tmp_path, ["-DFLAG"], ["-DSAFETY"], [], MODELS / "wake.pml")
+    assert errors >= 1 and "invalid end state" in out, out
