@@ -323,6 +323,12 @@ def run_pair(peer: Peer, scenario: str, mode: str, n_consumers: int, params: Dic
         base["frame_bytes"] = params.get("frame_bytes", FRAME_1080P)
     else:
         base["frame_bytes"] = SMALL_BYTES
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if scenario == "scale" and len(cpus) >= 2:
+        # The producer gets a CPU to itself and the consumers share the
+        # others: the figure is then what each added consumer costs the
+        # producer, not how 17 busy processes share 2 cores.
+        base["producer_cpus"], base["consumer_cpus"] = cpus[:1], cpus[1:]
     events: "queue.Queue" = queue.Queue()
     workers: List[Worker] = []
     expect_s = float(params.get("duration", 0)) + float(params.get("count", 0)) / float(params.get("hz", 1000))

@@ -214,7 +214,14 @@ def _spin_until(target: int) -> None:
         pass
 
 
+def pin_to(cpus: Optional[List[int]]) -> None:
+    """Run this process on ``cpus`` only (the driver's scaling runs)."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+
+
 def run_producer(tx: Any, cfg: Dict[str, Any]) -> None:
+    pin_to(cfg.get("producer_cpus"))
     cmds = Commands()
     scenario = cfg["scenario"]
     big = scenario == "big"
@@ -291,6 +298,7 @@ def _touch(buf: Any) -> int:
 
 
 def run_consumer(rx: Any, cfg: Dict[str, Any]) -> None:
+    pin_to(cfg.get("consumer_cpus"))
     scenario, mode = cfg["scenario"], cfg["mode"]
     idx = int(cfg.get("idx", 0))
     blocking = mode == "block"
