@@ -263,19 +263,25 @@ class Server:
         frame = self.begin_frame()
         if frame is None:
             raise error_for(self._last_status, self.last_error)
+        s = self._s
         for key, data in streams.items():
-            sid = self._stream_id(key)
-            # bytes go to C as they are (append_stream's fast path); any
-            # other buffer through a memoryview, which also checks it is one.
-            buf = data if data.__class__ is bytes else memoryview(data)
-            bpe = self._bpe.get(sid, 0)
-            nbytes = len(buf) if buf is data else buf.nbytes
-            if bpe == 0 or nbytes % bpe:
-                raise error_for(lib.SHMX_ESIZE if bpe else lib.SHMX_ESTREAM,
-                                f"publish: stream {key!r}: {nbytes} bytes is not a whole number of "
-                                f"{bpe}-byte elements" if bpe else f"publish: stream id {sid} is not in the schema")
-            if not self.append_stream(frame, sid, buf, nbytes // bpe):
-                raise error_for(self._last_status, self.last_error)
+            sid = key if key.__class__ is int else self._stream_id(key)
+            bpe = self._bpe.get(sid)
+            if bpe is None:
+                raise error_for(lib.SHMX_ESTREAM, f"publish: stream id {sid} is not in the schema")
+            try:  # bytes go to C as they are; other buffers without a copy
+                buf = data if data.__class__ is bytes else _from_buffer(data)
+            except (TypeError, ValueError, BufferError) as exc:
+                raise error_for(lib.SHMX_EINVAL, f"publish: stream {key!r}: "
+                                                 f"{self._arg_error(exc, frame, data)}") from None
+            nbytes = len(buf)
+            if nbytes % bpe:
+                raise error_for(lib.SHMX_ESIZE, f"publish: stream {key!r}: {nbytes} bytes is not a "
+                                                f"whole number of {bpe}-byte elements")
+            st = _append(s, frame, sid, buf, nbytes, nbytes // bpe)
+            if st != 0:
+                self._set_error(st)
+                raise error_for(st, self.last_error)
         if not self.publish_frame(frame, sim_time):
             raise error_for(self._last_status, self.last_error)
 

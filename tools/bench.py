@@ -1084,10 +1084,17 @@ to a spinning producer, 16 consumers) is hit hardest.
 
 ## Reading the peers' figures
 
+* **shmx** is used in its fastest documented modes: `publish_stream()`
+  (a one-stream frame in one C call) for the small and large frames,
+  `get_latest_stream(new_only=True)` (the stream's view of a newer frame, no
+  dicts) for busy polling, `read_next()` for the rate scenario (it reports
+  drops), `wait_frame()` for blocking.  The 3-stream figures in (6) use the
+  documented `begin_frame`/`append_stream`/`publish_frame` and
+  `get_latest_frame()`.
 * **shmx 1.0.1** is a pybind11 module: its calls do not release the GIL,
-  which makes each call cheaper than a cffi call (cffi releases and retakes
-  the GIL around every C call, about 0.15 us here), so its small-call
-  figures (publish, rate) can beat ours; but it has no blocking read, no
+  which makes each call cheaper than a plain cffi call (cffi releases and
+  retakes the GIL around every C call; our extension keeps it for the
+  non-blocking ones), so its small-call figures can beat ours; but it has no blocking read, no
   in-order read and no loan, its `append_stream` takes `bytes` only (a 6 MB
   numpy frame is turned into bytes first, as its own documented example
   does), and its readers verify a checksum over the whole payload.
@@ -1101,8 +1108,8 @@ to a spinning producer, 16 consumers) is hit hardest.
   publish rate is what the consumers can take.
 * **stdlib-shm** is the lower bound of a do-it-yourself ring in pure
   Python: no wake-up, no reader tracking, x86-only memory ordering.
-* One-way latency is stamped before the whole publish sequence, so for
-  shmx it includes `begin_frame` + `append_stream` + `publish_frame`.
+* One-way latency is stamped before the whole publish call, so it includes
+  the publish (for shmx, `publish_stream`).
 
 ## How it measures
 
@@ -1133,6 +1140,9 @@ to a spinning producer, 16 consumers) is hit hardest.
   `publish_frame` (the producer writes the frame in place) with no reader.
 * (4) one producer at full speed, 1, 4 and 16 consumer processes using the
   peer's blocking receive (where a peer has none, polling with a yield).
+  The producer runs alone on CPU 0 and the consumers share the other CPUs
+  (`sched_setaffinity`, every peer alike): the figure is what each added
+  consumer costs the producer, not how 17 busy processes share 2 cores.
 * (5) `numpy.copyto` of 6 MB, cold (16 source/destination pairs in turn) and
   hot (one pair again); a C program pins two threads to cores 0 and 1 and
   bounces one cache line between them (the floor of any cross-core hand-off).
