@@ -426,15 +426,53 @@ static uint32_t warm_slot(shmx_server *s)
     return best;
 }
 
-/* Take a slot for writing: a warm one (see warm_slot()), else the next in
- * ring order, skipping pinned slots.  0 when every slot is pinned. */
+/* Claim the slot of the oldest frame that no reader pins, as the ring order
+ * does: in a region of large frames warm reuse leaves the frames out of
+ * ring order, so there "next after the latest" is not the oldest any more.
+ * Candidates go by (frame id, slot) upwards; the latest frame comes last. */
+static int claim_oldest(shmx_server *s)
+{
+    const shmx_region *r = &s->r;
+    const uint32_t n = r->slots;
+    uint64_t prev_id = 0;
+    uint32_t prev = n; /* none tried yet */
+    for (uint32_t tries = 0; tries < n; tries++) {
+        uint32_t best = n;
+        uint64_t best_id = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            uint64_t fid = shmx_load_relaxed64(&shmx_slot_header(r, k)->frame_id); /* only we write it */
+            if (prev < n && (fid < prev_id || (fid == prev_id && k <= prev))) continue;
+            if (best == n || fid < best_id) {
+                best = k;
+                best_id = fid;
+            }
+        }
+        if (best == n) break;
+        if (try_claim(s, best)) return 1;
+        prev = best;
+        prev_id = best_id;
+    }
+    return 0;
+}
+
+static int legacy_readers_attached(shmx_server *s);
+
+/* Take a slot for writing: the next in ring order that no reader pins; in
+ * a region of large frames a warm one first (see warm_slot()) and then the
+ * oldest frame's.  0 when every slot is pinned. */
 static int claim_slot(shmx_server *s)
 {
     const uint32_t n = s->r.slots;
     s->skipped_pinned = 0;
-    if (s->r.slot_stride >= WARM_SLOT_MIN_BYTES && s->frame_seq > 0) {
-        uint32_t warm = warm_slot(s);
-        if (warm < n && try_claim(s, warm)) return 1;
+    if (s->r.slot_stride >= WARM_SLOT_MIN_BYTES) {
+        /* Not while a shmx 1.0.1 reader is attached: it reads without a
+         * pin, checksumming for milliseconds, and warm reuse would rewrite
+         * the frame before the latest two publishes later. */
+        if (s->frame_seq > 0 && !legacy_readers_attached(s)) {
+            uint32_t warm = warm_slot(s);
+            if (warm < n && try_claim(s, warm)) return 1;
+        }
+        return claim_oldest(s);
     }
     for (uint32_t k = 1; k <= n; k++)
         if (try_claim(s, (s->last_slot + k) % n)) return 1;
@@ -559,7 +597,9 @@ shmx_status shmx_server_publish_stream(shmx_server *s, uint32_t stream_id, const
     if (bpe == 0 || bytes % bpe)
         return shmx_fail(SHMX_ESIZE, "publish_stream: stream %u ('%s'): %llu bytes is not a whole number of "
                          "%u-byte elements", stream_id, e->name, (unsigned long long)bytes, bpe);
-    if (bytes > s->r.user_frame_cap)
+    if (bytes > s->r.user_frame_cap ||
+        shmx_align64(sizeof(shmx_tlv_head) + sizeof(shmx_frame_stream_head) + bytes, SHMX_TLV_ALIGN) >
+            s->r.slot_payload_cap)
         return shmx_fail(SHMX_ETOOBIG, "publish_stream: stream %u ('%s') is %llu bytes, frame_bytes_cap is %u",
                          stream_id, e->name, (unsigned long long)bytes, s->r.user_frame_cap);
     uint64_t frame;

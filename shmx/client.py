@@ -116,6 +116,7 @@ class Client:
             return
         lib.shmx_client_detach(c)
         self._c = None
+        self._fiq[2] = 0  # frame_id: no frame read
         self._mv = None
         self._hdrq = _NO_HEADER
         self._owner = None

@@ -1,7 +1,9 @@
 """The producer side: ``Server`` (the documented shmx 1.0.1 API and more)."""
 from __future__ import annotations
 
+import operator
 import os
+import struct
 import time
 import warnings
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
@@ -20,6 +22,7 @@ _from_buffer = ffi.from_buffer
 # after destroy() pass NULL instead, so the C library reports the refusal
 # (False/None plus last_error) rather than Python raising TypeError.
 _NULL = ffi.NULL
+_TLV_HEAD = 24  # a stream's framing in a frame: TLV head 8 + stream head 16
 
 StreamKey = Union[int, str]
 
@@ -41,6 +44,7 @@ class Server:
         self._bpe: Dict[int, int] = {}
         self._loans: List[memoryview] = []
         self._loaned_arrays: List[Any] = []
+        self._slot_cap = self._user_cap = 0
         self._name = ""
         self.last_error: str = ""
 
@@ -83,15 +87,18 @@ class Server:
         self._owner = ffi.gc(ffi.cast("char *", lib.shmx_server_base(s)),
                              lambda _p, s=s: lib.shmx_server_free(s))
         self._mv = memoryview(ffi.buffer(self._owner, size))
+        # GlobalHeader.frame_bytes_cap (@72): what a slot holds, framing included.
+        self._slot_cap = struct.unpack_from("<I", self._mv, 72)[0]
         self._name = raw_name.decode("utf-8", "replace").lstrip("/")
-        self._ids.clear()
-        self._bpe.clear()
-        for spec in self.get_streams_info():
-            self._ids[spec["name"]] = spec["id"]
-            self._bpe[spec["id"]] = spec["bytes_per_elem"]
+        self._user_cap = self.get_header_info()["frame_bytes_cap"]
+        self._load_schema()
         self._msgbuf = ffi.new("char[]", max(self.get_header_info()["control_per_reader"], 16))
         self.last_error = ""
         return True
+
+    def _load_schema(self) -> None:
+        self._ids = {spec["name"]: spec["id"] for spec in self.get_streams_info()}
+        self._bpe = {spec["id"]: spec["bytes_per_elem"] for spec in self.get_streams_info()}
 
     @staticmethod
     def _config(slots: int, reader_slots: int, static_bytes_cap: int, frame_bytes_cap: int,
@@ -260,25 +267,42 @@ class Server:
         if len(streams) == 1:
             for key, data in streams.items():
                 return self.publish_stream(key, data, sim_time)
-        frame = self.begin_frame()
-        if frame is None:
-            raise error_for(self._last_status, self.last_error)
-        s = self._s
+        # Everything is checked before begin_frame(): claiming a slot gives
+        # up the oldest frame, so a refusal must come first.
+        items = []
+        seen = set()
+        need = 0
         for key, data in streams.items():
             sid = key if key.__class__ is int else self._stream_id(key)
             bpe = self._bpe.get(sid)
             if bpe is None:
                 raise error_for(lib.SHMX_ESTREAM, f"publish: stream id {sid} is not in the schema")
+            if sid in seen:
+                raise error_for(lib.SHMX_EDUP, f"publish: stream {key!r} (id {sid}) is given twice")
+            seen.add(sid)
             try:  # bytes go to C as they are; other buffers without a copy
                 buf = data if data.__class__ is bytes else _from_buffer(data)
             except (TypeError, ValueError, BufferError) as exc:
                 raise error_for(lib.SHMX_EINVAL, f"publish: stream {key!r}: "
-                                                 f"{self._arg_error(exc, frame, data)}") from None
+                                                 f"{self._arg_error(exc, 0, data)}") from None
             nbytes = len(buf)
             if nbytes % bpe:
                 raise error_for(lib.SHMX_ESIZE, f"publish: stream {key!r}: {nbytes} bytes is not a "
                                                 f"whole number of {bpe}-byte elements")
-            st = _append(s, frame, sid, buf, nbytes, nbytes // bpe)
+            if nbytes > self._user_cap:
+                raise error_for(lib.SHMX_ETOOBIG, f"publish: stream {key!r} is {nbytes} bytes, "
+                                                  f"frame_bytes_cap is {self._user_cap}")
+            need += (_TLV_HEAD + nbytes + 15) & ~15
+            items.append((sid, buf, nbytes))
+        if need > self._slot_cap:
+            raise error_for(lib.SHMX_ETOOBIG, f"publish: the frame would hold {need} bytes with its "
+                                              f"framing, the slot holds {self._slot_cap}")
+        frame = self.begin_frame()
+        if frame is None:
+            raise error_for(self._last_status, self.last_error)
+        s = self._s
+        for sid, buf, nbytes in items:
+            st = _append(s, frame, sid, buf, nbytes, nbytes // self._bpe[sid])
             if st != 0:
                 self._set_error(st)
                 raise error_for(st, self.last_error)
@@ -312,8 +336,8 @@ class Server:
             if sid is None:
                 raise error_for(lib.SHMX_ESTREAM, f"publish: no stream named {key!r}")
             return sid
-        if isinstance(key, int) and not isinstance(key, bool):
-            return key
+        if hasattr(key, "__index__") and not isinstance(key, bool):
+            return operator.index(key)  # int, numpy integers
         raise error_for(lib.SHMX_EINVAL, f"publish: a stream is named by its id (int) or name (str), "
                                          f"not {type(key).__name__}")
 
@@ -332,6 +356,7 @@ class Server:
         if st != 0:
             self._set_error(st)
             return False
+        self._load_schema()  # streams it described can be published by name now
         return True
 
     # -------------------------------------------------------------- control

@@ -233,7 +233,7 @@ def test_loan_array_shaped_by_schema_and_frozen_after_publish(name):
 
 def test_publish_dict_by_id_and_name_and_errors(name):
     with shmx.serve(name, specs()) as server, shmx.connect(name) as client:
-        server.publish({1: struct.pack("<Q", 5), "pos": np.ones((2, 3), np.float32)}, 2.0)
+        server.publish({np.int64(1): struct.pack("<Q", 5), "pos": np.ones((2, 3), np.float32)}, 2.0)
         f = client.get_latest_frame()
         assert f["pos"]["elem_count"] == 2 and f["__metadata__"]["sim_time"] == 2.0
         with pytest.raises(ValueError) as info:
@@ -271,6 +271,16 @@ def test_publish_stream_one_call_and_refusals_keep_the_latest_frame(name):
                 with pytest.raises(exc) as info:
                     server.publish_stream(key, data)
                 assert words in str(info.value), (key, info.value)
+        # publish() with several streams checks them all before it takes a slot.
+        bad_dicts = [({1: b"x" * 8, "nope": b""}, "nope"), ({1: b"x" * 8, "seq": b"y" * 8}, "twice"),
+                     ({1: b"x" * 8, "pos": b"12345"}, "12-byte"),
+                     ({1: b"x" * 8, "img": b"x" * 70000}, "frame_bytes_cap"),
+                     ({1: b"x" * 8, "img": [1]}, "buffer"),
+                     ({"pos": b"\0" * 65532, "img": b"x" * 100}, "slot holds")]
+        for streams, words in bad_dicts:
+            with pytest.raises(shmx.InvalidArgumentError) as info:
+                server.publish(streams)
+            assert words in str(info.value), (streams.keys(), info.value)
         again = client.get_latest_frame()
         assert again["__metadata__"]["frame_id"] == good_id
         assert bytes(again["seq"]["data"]) == struct.pack("<Q", 99)

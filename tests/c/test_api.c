@@ -1373,6 +1373,30 @@ static void test_write_static(void)
     CHECK_OK(shmx_server_write_static(s, tlv, 0));
     shmx_client_close(c);
     shmx_server_destroy(s);
+
+    /* A region created without streams has no framing room: a stream
+     * added later cannot fill frame_bytes_cap, and publish_stream says so
+     * before it claims the only slot (its frame stays readable). */
+    cfg.stream_count = 0;
+    cfg.slots = 1;
+    cfg.frame_bytes_cap = 64;
+    REQUIRE_OK(shmx_server_create(t_name(name, sizeof name, "static0"), &cfg, &s));
+    CHECK_OK(shmx_server_begin_frame(s, &f));
+    CHECK_OK(shmx_server_publish(s, f, 1.0));
+    CHECK_OK(shmx_server_write_static(s, tlv, 48));
+    REQUIRE_OK(shmx_client_open(name, NULL, &c));
+    static int16_t wide[32];
+    CHECK_ST(shmx_server_publish_stream(s, 42, wide, sizeof wide, 2.0), SHMX_ETOOBIG);
+    shmx_frame_info fi;
+    fi.struct_size = sizeof fi;
+    CHECK_OK(shmx_client_latest(c, &fi));
+    CHECK(fi.frame_id == 1 && fi.sim_time == 1.0);
+    shmx_client_release(c);
+    CHECK_OK(shmx_server_publish_stream(s, 42, wide, sizeof wide - 32, 3.0));
+    CHECK_OK(shmx_client_latest(c, &fi));
+    CHECK(fi.frame_id == 2 && fi.stream_count == 1);
+    shmx_client_close(c);
+    shmx_server_destroy(s);
 }
 
 /* ------------------------------------------- corrupt and legacy regions */

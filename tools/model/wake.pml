@@ -15,7 +15,7 @@
  * What is checked: no lost wake-up.  When the producer has stopped, a
  * waiter that has not seen the last frame must not be asleep: spin reports
  * such a state as an invalid end state (a waiter blocked for ever; the real
- * code would only notice at its next 50 ms time slice).
+ * code would only notice at its next 100 ms time slice).
  *   -DFLAG   the protocol as first written: the sleeper flag a separate
  *            word that the producer clears when it wakes.  A flag set for
  *            the next frame can be consumed by the wake of the current
