@@ -331,21 +331,29 @@ static shmx_status take_newest(shmx_client *c, uint64_t min_id, uint64_t fseq)
     for (int attempt = 0; attempt < 8; attempt++) {
         uint32_t best = NO_SLOT;
         uint64_t best_id = 0;
-        /* Usually the slot write_index names holds frame fseq: try it first
-         * and skip the scan (each slot header looked at is a cache line
-         * the producer writes).  Pairs with publish's store-release. */
+        /* Usually the slot write_index names holds frame fseq: pin it
+         * straight away and skip the scan.  Pinning first (an RMW) fetches
+         * the slot header, a line the producer has just written, in one
+         * cache transaction; reading it first and then pinning took two.
+         * write_index's acquire pairs with publish's store-release. */
         uint32_t w = shmx_load_acquire32(&r->gh->write_index);
-        if (w != 0) {
-            uint32_t hint = (w - 1u) % r->slots;
+        uint32_t hint = w != 0 ? (w - 1u) % r->slots : NO_SLOT;
+        if (hint != NO_SLOT && hint != c->pinned_slot && pin_slot(c, hint)) {
             shmx_frame_header *fh = shmx_slot_header(r, hint);
-            if (!SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq)) &&
-                shmx_load_relaxed64(&fh->frame_id) == fseq && fseq >= min_id &&
-                fh->session_id_copy == r->session_id) {
-                best = hint;
-                best_id = fseq;
+            uint64_t fid = shmx_load_relaxed64(&fh->frame_id); /* pinned, seq even: stable */
+            if (fid == fseq && fid >= min_id && fh->session_id_copy == r->session_id) {
+                shmx_status st = take_slot(c, hint, fid, 0);
+                if (st != SHMX_OK) {
+                    unpin(c, hint);
+                    return st;
+                }
+                unpin(c, c->pinned_slot);
+                c->pinned_slot = hint;
+                return SHMX_OK;
             }
+            unpin(c, hint);
         }
-        for (uint32_t s = 0; best_id != fseq && s < r->slots; s++) {
+        for (uint32_t s = 0; s < r->slots; s++) {
             shmx_frame_header *fh = shmx_slot_header(r, s);
             if (SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq))) continue;
             uint64_t fid = shmx_load_relaxed64(&fh->frame_id);

@@ -28,6 +28,8 @@ def _region_args(cfg):
     if cfg["scenario"] == "big":
         return {"slots": 4, "frame_bytes_cap": int(cfg["frame_bytes"]) + 4096,
                 "reader_slots": max(16, n + 2)}
+    if cfg["scenario"] == "latency":
+        return {"slots": 8, "frame_bytes_cap": 256, "reader_slots": max(16, n + 2)}
     return {"slots": max(64, 2 * n + 4), "frame_bytes_cap": 256, "reader_slots": max(16, n + 2)}
 
 
