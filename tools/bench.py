@@ -633,8 +633,12 @@ class Progress:
 
 # ------------------------------------------------------------------ plan
 
-def build_plan(peers: List[Peer], args) -> List[Tuple[str, Optional[Peer], Dict[str, Any]]]:
+def build_plan(peers: List[Peer], args, rnd: int = 0) -> List[Tuple[str, Optional[Peer], Dict[str, Any]]]:
     ok = [p for p in peers if p.ok]
+    # Each round starts with another peer: whoever runs first meets a machine
+    # that is still settling (caches, CPU clocks, the tests that ran before).
+    k = rnd % len(ok) if ok else 0
+    ok = ok[k:] + ok[:k]
     plan: List[Tuple[str, Optional[Peer], Dict[str, Any]]] = []
     sc = args.scenarios
     if "latency" in sc:
@@ -776,6 +780,35 @@ def fmt(v: Optional[float], unit: str = "") -> str:
     return f"{v:.2f}"
 
 
+# Targets against the peers: shmx's median must be the best of all peers' medians.
+RANKED = {"latency.poll.p50_us": "lowest", "latency.poll.p99_us": "lowest", "latency.block.p50_us": "lowest",
+          "big.touch.gbps": "highest", "big.copy.gbps": "highest"}
+
+
+def rank_check(res: "Results", key: str) -> Optional[Dict[str, Any]]:
+    """Is shmx's median the best of all peers' for ``key``?  None when
+    shmx or every other peer lacks the figure."""
+    want = RANKED.get(key)
+    ours = res.summary(key, "shmx")
+    if want is None or ours is None:
+        return None
+    others = [(s["median"], name) for name in res.values.get(key, {}) if name != "shmx"
+              for s in [res.summary(key, name)] if s is not None]
+    if not others:
+        return None
+    best = min(others) if want == "lowest" else max(others)
+    met = ours["median"] < best[0] if want == "lowest" else ours["median"] > best[0]
+    return {"want": want, "met": met, "shmx": ours["median"], "best_other": best[1], "best_value": best[0]}
+
+
+def rank_text(res: "Results", key: str, unit: str) -> str:
+    r = rank_check(res, key)
+    if r is None:
+        return ""
+    return (f"{r['want']} of all peers: {'met' if r['met'] else 'MISSED'} "
+            f"(next: {r['best_other']} {fmt(r['best_value'], unit)})")
+
+
 def target_text(target: Optional[Tuple[str, float]], value: Optional[float], unit: str) -> str:
     if target is None or value is None:
         return ""
@@ -812,7 +845,8 @@ def render_table(res: Results, peers: List[Peer], machine: Dict[str, Any]) -> st
                     ratio = f"{r['median']:.2f} [{r['min']:.2f}-{r['max']:.2f}]"
                 elif name == "shmx":
                     ratio = "1.00"
-                note = target_text(target, s["median"], unit) if name == "shmx" else ""
+                note = "; ".join(x for x in (target_text(target, s["median"], unit),
+                                             rank_text(res, key, unit)) if x) if name == "shmx" else ""
                 lines.append(f"  {title + ' (' + unit + ')':<{tw}} {name:<11} {fmt(s['median'], unit):>8} "
                              f"{span:>19}  {ratio:>17}  {note}")
             elif name in nas:
@@ -1022,6 +1056,13 @@ def targets_report(res: Results) -> List[Dict[str, Any]]:
         if s is not None:
             entry["met"] = s["median"] < want if op == "<" else s["median"] >= want
         out.append(entry)
+    for key, want in RANKED.items():
+        r = rank_check(res, key)
+        if r is not None and key in FIGURES:
+            _sec, title, unit, _b, _t = FIGURES[key]
+            out.append({"figure": key, "title": title, "unit": unit, "op": f"{want} of all peers",
+                        "target": None, "measured": r["shmx"], "met": r["met"],
+                        "best_other": r["best_other"], "best_value": r["best_value"]})
     return out
 
 
@@ -1037,7 +1078,9 @@ def write_docs(text_table: str, peers_text: str, machine: Dict[str, Any], charts
     tgt = ["| target | measured (median) | |", "| --- | --- | --- |"]
     for t in targets:
         m = t["measured"]
-        tgt.append(f"| {t['title']} {t['op']} {fmt(t['target'], t['unit'])} {t['unit']} | "
+        goal = (f"{t['op']} {fmt(t['target'], t['unit'])} {t['unit']}" if t["target"] is not None else
+                f"{t['op']} (next: {t['best_other']} {fmt(t['best_value'], t['unit'])} {t['unit']})")
+        tgt.append(f"| {t['title']} {goal} | "
                    f"{fmt(m, t['unit']) if m is not None else 'n/a'} {t['unit']} | "
                    f"{'met' if t.get('met') else ('missed' if m is not None else '')} |")
     doc = f"""# Benchmarks
@@ -1218,10 +1261,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not shmx_peer.ok:
             print(f"shmx itself cannot run: {shmx_peer.reason}", file=sys.stderr)
             return 1
-        plan = build_plan(peers, args)
-        progress = Progress(len(plan) * args.rounds)
+        progress = Progress(len(build_plan(peers, args)) * args.rounds)
         for rnd in range(args.rounds):
-            for step in plan:
+            for step in build_plan(peers, args, rnd):
                 kind, peer, opts = step
                 label = f"round {rnd + 1}/{args.rounds} {kind} {' '.join(f'{v}' for v in opts.values())} " \
                         f"{peer.name if peer else ''}"
