@@ -9,9 +9,10 @@
  *  - The pin handshake (reader pin vs. writer slot claim) needs store-load
  *    ordering on both sides (write one word, then read another, Dekker
  *    style), as does the control ring's waiter count vs. its futex word.
- *    Each side does a seq_cst read-modify-write
- *    and then a seq_cst load of the other word; all four are in the single
- *    total order of seq_cst operations, so at least one side sees the other.
+ *    Each side does a seq_cst read-modify-write and then a seq_cst load of
+ *    the other word; all four are in the single total order of seq_cst
+ *    operations, so at least one side sees the other.  The frame wake-up
+ *    needs none of this: its sleeper bit lives in the futex word itself.
  *    (A locked RMW orders like a store + mfence on x86, at about half the
  *    cost; on AArch64 the ldaxr/stlxr + ldar sequence gives the same.)
  * Every call site names what it pairs with.

@@ -291,6 +291,20 @@ static shmx_status take_slot(shmx_client *c, uint32_t slot, uint64_t fid, uint64
     return SHMX_OK;
 }
 
+/* Make the frame in `slot`, which we have just pinned, the current one and
+ * drop the pin on the previous one; on failure drop the new pin instead. */
+static shmx_status switch_to(shmx_client *c, uint32_t slot, uint64_t fid, uint64_t dropped)
+{
+    shmx_status st = take_slot(c, slot, fid, dropped);
+    if (st != SHMX_OK) {
+        unpin(c, slot);
+        return st;
+    }
+    unpin(c, c->pinned_slot);
+    c->pinned_slot = slot;
+    return SHMX_OK;
+}
+
 static shmx_status return_current(shmx_client *c, shmx_frame_info *out)
 {
     c->cur.dropped = 0;
@@ -341,16 +355,8 @@ static shmx_status take_newest(shmx_client *c, uint64_t min_id, uint64_t fseq)
         if (hint != NO_SLOT && hint != c->pinned_slot && pin_slot(c, hint)) {
             shmx_frame_header *fh = shmx_slot_header(r, hint);
             uint64_t fid = shmx_load_relaxed64(&fh->frame_id); /* pinned, seq even: stable */
-            if (fid == fseq && fid >= min_id && fh->session_id_copy == r->session_id) {
-                shmx_status st = take_slot(c, hint, fid, 0);
-                if (st != SHMX_OK) {
-                    unpin(c, hint);
-                    return st;
-                }
-                unpin(c, c->pinned_slot);
-                c->pinned_slot = hint;
-                return SHMX_OK;
-            }
+            if (fid == fseq && fid >= min_id && fh->session_id_copy == r->session_id)
+                return switch_to(c, hint, fid, 0);
             unpin(c, hint);
         }
         for (uint32_t s = 0; s < r->slots; s++) {
@@ -373,14 +379,7 @@ static shmx_status take_newest(shmx_client *c, uint64_t min_id, uint64_t fseq)
             unpin(c, best);
             continue;
         }
-        shmx_status st = take_slot(c, best, fid, 0);
-        if (st != SHMX_OK) {
-            unpin(c, best);
-            return st;
-        }
-        unpin(c, c->pinned_slot);
-        c->pinned_slot = best;
-        return SHMX_OK;
+        return switch_to(c, best, fid, 0);
     }
     return SHMX_EAGAIN;
 }
@@ -449,13 +448,8 @@ shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
             unpin(c, best);
             continue;
         }
-        st = take_slot(c, best, best_id, best_id - target);
-        if (st != SHMX_OK) {
-            unpin(c, best);
-            return st;
-        }
-        unpin(c, c->pinned_slot);
-        c->pinned_slot = best;
+        st = switch_to(c, best, best_id, best_id - target);
+        if (st != SHMX_OK) return st;
         if (out) SHMX_COPY_OUT(out, &c->cur);
         return SHMX_OK;
     }
