@@ -168,8 +168,9 @@ class Client:
         """One stream (id or name) of the newest complete frame, as a
         read-only memoryview into shared memory: the cheapest read (no
         dicts).  None when no frame is there yet, the frame has no such
-        stream, or, with ``new_only``, the newest frame is the one this
-        client read last (``last_error`` is then left alone).  Pinned like
+        stream (``last_error`` says so), or, with ``new_only``, the newest
+        frame is the one this client read last (``last_error`` is then
+        left alone).  Pinned like
         ``get_latest_frame()``; ``frame_id`` and ``sim_time`` describe it."""
         fiq = self._fiq
         before = fiq[2]  # the C call rewrites the frame info only on success
@@ -187,7 +188,11 @@ class Client:
         if views is None:
             self._build_layout(fiq[5], fiq[1] >> 32)  # [1] high half: stream_count
             views = self._views[fiq[5]]
-        return views.get(stream)
+        view = views.get(stream)
+        if view is None:
+            self._last_status = lib.SHMX_ESTREAM
+            self._err = f"get_latest_stream: frame {fiq[2]} has no stream {stream!r}"
+        return view
 
     @property
     def frame_id(self) -> int:

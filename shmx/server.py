@@ -273,7 +273,7 @@ class Server:
         seen = set()
         need = 0
         for key, data in streams.items():
-            sid = key if key.__class__ is int else self._stream_id(key)
+            sid = key if key.__class__ is int else self._stream_id(key, "publish")
             bpe = self._bpe.get(sid)
             if bpe is None:
                 raise error_for(lib.SHMX_ESTREAM, f"publish: stream id {sid} is not in the schema")
@@ -317,7 +317,7 @@ class Server:
         is abandoned.  Raises a ``ShmxError`` subclass on any refusal."""
         if self._loans:
             self._revoke_loans()
-        sid = stream if stream.__class__ is int else self._stream_id(stream)
+        sid = stream if stream.__class__ is int else self._stream_id(stream, "publish_stream")
         try:
             if data.__class__ is bytes:  # passed as a pointer, no copy
                 st = _publish_stream(self._s or _NULL, sid, data, len(data), sim_time)
@@ -330,15 +330,15 @@ class Server:
             self._set_error(st)
             raise error_for(st, self.last_error)
 
-    def _stream_id(self, key: Any) -> int:
+    def _stream_id(self, key: Any, what: str) -> int:
         if isinstance(key, str):
             sid = self._ids.get(key)
             if sid is None:
-                raise error_for(lib.SHMX_ESTREAM, f"publish: no stream named {key!r}")
+                raise error_for(lib.SHMX_ESTREAM, f"{what}: no stream named {key!r}")
             return sid
         if hasattr(key, "__index__") and not isinstance(key, bool):
             return operator.index(key)  # int, numpy integers
-        raise error_for(lib.SHMX_EINVAL, f"publish: a stream is named by its id (int) or name (str), "
+        raise error_for(lib.SHMX_EINVAL, f"{what}: a stream is named by its id (int) or name (str), "
                                          f"not {type(key).__name__}")
 
     def write_static_append(self, data: Any, size: Optional[int] = None) -> bool:

@@ -308,7 +308,7 @@ def test_get_latest_stream_new_only_frame_id_and_same_dict_while_unchanged(name)
         assert bytes(view) == struct.pack("<Q", 1) and view.readonly
         assert client.frame_id == 1 and client.sim_time == 1.25
         assert bytes(client.get_latest_stream(2)) == np.ones(3, np.float32).tobytes()
-        assert client.get_latest_stream("img") is None  # not in this frame
+        assert client.get_latest_stream("img") is None and "no stream 'img'" in client.last_error
         client.last_error = ""
         assert client.get_latest_stream("seq", new_only=True) is None  # nothing newer
         assert client.last_error == ""
