@@ -336,9 +336,9 @@ static shmx_status legacy_latest(shmx_client *c, shmx_frame_info *out)
 /* Pin the newest complete frame whose id is at least min_id, from any slot,
  * and make it current.  SHMX_EAGAIN when no slot holds one.  Looking at
  * every slot (not only the one write_index names) covers the cases where
- * write_index misleads: the producer is between its frame_seq and
- * write_index stores (or died there), or it keeps rewriting the latest slot
- * because readers pin all the others. */
+ * write_index misleads: the producer keeps rewriting the latest slot
+ * because readers pin all the others, or a legacy writer is between its
+ * stores (ours stores write_index before frame_seq). */
 static shmx_status take_newest(shmx_client *c, uint64_t min_id, uint64_t fseq)
 {
     shmx_region *r = &c->r;
@@ -355,7 +355,9 @@ static shmx_status take_newest(shmx_client *c, uint64_t min_id, uint64_t fseq)
         if (hint != NO_SLOT && hint != c->pinned_slot && pin_slot(c, hint)) {
             shmx_frame_header *fh = shmx_slot_header(r, hint);
             uint64_t fid = shmx_load_relaxed64(&fh->frame_id); /* pinned, seq even: stable */
-            if (fid == fseq && fid >= min_id && fh->session_id_copy == r->session_id)
+            /* A frame newer than fseq (published since we loaded it) is
+             * complete too: pinned with an even seq. */
+            if (fid >= fseq && fid >= min_id && fh->session_id_copy == r->session_id)
                 return switch_to(c, hint, fid, 0);
             unpin(c, hint);
         }

@@ -646,8 +646,6 @@ shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
     /* Seq even again: payload and header become visible to a reader whose
      * acquire load of seq sees this value. */
     shmx_store_release64(&fh->seq, s->cur_seq + 1);
-    /* Pairs with the acquire loads of frame_seq in shmx_client_next/wait. */
-    shmx_store_release64(&r->gh->frame_seq, fid);
     /* write_index w names slot (w-1) % slots, as shmx 1.0.1 readers expect;
      * it is never 0 (0 means "no frame yet"). */
     uint32_t n = r->slots, slot = s->cur_slot;
@@ -658,6 +656,10 @@ shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
     /* Pairs with the acquire load of write_index in every reader. */
     shmx_store_release32(&r->gh->write_index, w);
     shmx_store_relaxed32(&r->gh->reserve_index, w);
+    /* frame_seq last, pairing with the acquire loads of it in our readers:
+     * one that sees frame fid also sees write_index name its slot, so it
+     * pins that slot at once instead of scanning for the frame. */
+    shmx_store_release64(&r->gh->frame_seq, fid);
     s->last_slot = slot;
     s->frame_open = 0;
     s->gen++;
