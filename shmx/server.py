@@ -293,7 +293,7 @@ class Server:
                 raise error_for(lib.SHMX_ETOOBIG, f"publish: stream {key!r} is {nbytes} bytes, "
                                                   f"frame_bytes_cap is {self._user_cap}")
             need += (_TLV_HEAD + nbytes + 15) & ~15
-            items.append((sid, buf, nbytes))
+            items.append((sid, buf, nbytes, nbytes // bpe))
         if need > self._slot_cap:
             raise error_for(lib.SHMX_ETOOBIG, f"publish: the frame would hold {need} bytes with its "
                                               f"framing, the slot holds {self._slot_cap}")
@@ -301,8 +301,8 @@ class Server:
         if frame is None:
             raise error_for(self._last_status, self.last_error)
         s = self._s
-        for sid, buf, nbytes in items:
-            st = _append(s, frame, sid, buf, nbytes, nbytes // self._bpe[sid])
+        for sid, buf, nbytes, elems in items:
+            st = _append(s, frame, sid, buf, nbytes, elems)
             if st != 0:
                 self._set_error(st)
                 raise error_for(st, self.last_error)
