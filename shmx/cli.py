@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 
 from ._cliutil import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, Stop, active_readers,
                        check_name, fmt_age, fmt_bytes, liveness_word, open_inspector, shm_dir_of,
@@ -43,34 +43,24 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return v
+def _number(kind: Callable[[str], Any], zero_ok: bool) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` (int or float) above 0, or from 0 with ``zero_ok``."""
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if not (v >= 0 if zero_ok else v > 0):  # `not`: NaN is refused too
+            raise argparse.ArgumentTypeError(f"must be {'>=' if zero_ok else '>'} 0: {text!r}")
+        return v
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return v
+_positive_float = _number(float, zero_ok=False)
+_non_negative_float = _number(float, zero_ok=True)
+_positive_int = _number(int, zero_ok=False)
 
 
 def build_parser() -> Dict[str, argparse.ArgumentParser]:
