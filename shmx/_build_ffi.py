@@ -31,6 +31,7 @@ shmx_status pyshmx_server_wait_control(shmx_server *s, int64_t timeout_ns);
 shmx_status pyshmx_server_create(const char *name, const shmx_server_config *cfg, shmx_server **out);
 shmx_status pyshmx_client_open(const char *name, const shmx_open_options *opt, shmx_client **out);
 int64_t pyshmx_server_begin(shmx_server *s);
+int64_t pyshmx_client_latest_layout(shmx_client *c, shmx_frame_info *fi, int new_only);
 """
 
 ffibuilder = FFI()
@@ -40,6 +41,9 @@ ffibuilder.set_source(
     '#include "shmx.h"\n' + (HERE / "_gil.h").read_text(),
     sources=[_src(CSRC / s) for s in SOURCES],
     include_dirs=[_src(CSRC / "include"), _src(CSRC)],
+    # SHMX_API empty: within the extension the API functions are hidden like
+    # the rest, so their calls to each other are direct (no PLT) and inlinable.
+    define_macros=[("SHMX_API", "")],
     extra_compile_args=["-std=gnu99", "-O2", "-fvisibility=hidden", "-Wall"],
 )
 

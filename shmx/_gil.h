@@ -56,3 +56,16 @@ static int64_t pyshmx_server_begin(shmx_server *s)
     shmx_status st = shmx_server_begin_frame(s, &frame);
     return st == SHMX_OK ? (int64_t)frame : (int64_t)st;
 }
+
+/* get_latest_stream's C part in one call: the latest frame into *fi, and
+ * its layout id (> 0; it names the frame's slot and stream layout, which
+ * the binding keys its cached views by), 0 when `new_only` and the frame is
+ * the one read last, or the failure status (< 0). */
+static int64_t pyshmx_client_latest_layout(shmx_client *c, shmx_frame_info *fi, int new_only)
+{
+    uint64_t before = fi->frame_id;
+    shmx_status st = shmx_client_latest(c, fi);
+    if (st != SHMX_OK) return st;
+    if (new_only && fi->frame_id == before) return 0;
+    return (int64_t)fi->layout_id;
+}

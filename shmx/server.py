@@ -6,7 +6,8 @@ import os
 import struct
 import time
 import warnings
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+import weakref
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
 
 from ._common import (CHECKSUM_POLICIES, encode_name, header_dict, readers_list,
                       streams_list)
@@ -93,6 +94,7 @@ class Server:
         self._user_cap = self.get_header_info()["frame_bytes_cap"]
         self._load_schema()
         self._msgbuf = ffi.new("char[]", max(self.get_header_info()["control_per_reader"], 16))
+        self.publish_stream = self._bound_publish_stream()  # type: ignore[method-assign]
         self.last_error = ""
         return True
 
@@ -165,6 +167,7 @@ class Server:
             return
         self._revoke_loans()
         lib.shmx_server_close(s)
+        self.__dict__.pop("publish_stream", None)
         self._s = None
         self._mv = None
         self._owner = None
@@ -315,20 +318,55 @@ class Server:
         is any C-contiguous buffer; its element count follows from the
         stream's ``bytes_per_elem``.  A frame left open by ``begin_frame()``
         is abandoned.  Raises a ``ShmxError`` subclass on any refusal."""
+        # Reached before create() and after destroy(); in between the
+        # instance's own publish_stream (_bound_publish_stream) answers.
         if self._loans:
             self._revoke_loans()
-        sid = stream if stream.__class__ is int else self._stream_id(stream, "publish_stream")
-        try:
-            if data.__class__ is bytes:  # passed as a pointer, no copy
-                st = _publish_stream(self._s or _NULL, sid, data, len(data), sim_time)
-            else:
-                buf = _from_buffer(data)
-                st = _publish_stream(self._s or _NULL, sid, buf, len(buf), sim_time)
-        except (TypeError, ValueError, OverflowError, BufferError) as exc:
-            raise error_for(lib.SHMX_EINVAL, f"publish_stream: {self._arg_error(exc, 0, data)}") from None
+        self._raise_if(self._publish_stream_any(stream, data, sim_time))
+
+    def _bound_publish_stream(self) -> Callable[..., None]:
+        """publish_stream for this region, as a closure: a producer that
+        publishes once per period runs it with cold caches, where each
+        Python object touched costs (a method call and the attribute
+        lookups on ``self`` made it slower than a hand-written seqlock ring
+        in tools/bench.py's latency run).  It holds the C handle and its
+        owner, so a reference kept after destroy() gets ClosedError, never
+        freed memory; ``self`` only weakly, so no reference cycle keeps the
+        mapping alive."""
+        c_publish, handle, loans, me = _publish_stream, self._s, self._loans, weakref.ref(self)
+        owner = self._owner
+
+        def publish_stream(stream: StreamKey, data: Any, sim_time: float = 0.0) -> None:
+            if loans:
+                me()._revoke_loans()  # type: ignore[union-attr]
+            try:  # an int id and bytes go to C as they are
+                st = c_publish(handle, stream, data, len(data), sim_time)
+            except (TypeError, OverflowError):
+                # cffi refused an argument: a stream name, another buffer
+                # type, or a bad value, which the general path names.
+                st = me()._publish_stream_any(stream, data, sim_time, handle)  # type: ignore[union-attr]
+            if st != 0:
+                server = me()
+                if server is None:
+                    raise error_for(st, status_message(st))
+                server._raise_if(st)
+        publish_stream.__doc__ = Server.publish_stream.__doc__
+        publish_stream.__qualname__ = "Server.publish_stream"
+        publish_stream._owner = owner  # type: ignore[attr-defined]  # keeps `handle` allocated
+        return publish_stream
+
+    def _raise_if(self, st: int) -> None:
         if st != 0:
             self._set_error(st)
             raise error_for(st, self.last_error)
+
+    def _publish_stream_any(self, stream: StreamKey, data: Any, sim_time: float, handle: Any = None) -> int:
+        sid = self._stream_id(stream, "publish_stream")
+        try:
+            buf = data if data.__class__ is bytes else _from_buffer(data)
+            return _publish_stream(handle or self._s or _NULL, sid, buf, len(buf), sim_time)
+        except (TypeError, ValueError, OverflowError, BufferError) as exc:
+            raise error_for(lib.SHMX_EINVAL, f"publish_stream: {self._arg_error(exc, 0, data)}") from None
 
     def _stream_id(self, key: Any, what: str) -> int:
         if isinstance(key, str):

@@ -3,6 +3,7 @@ each across real processes where the feature is about processes."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import multiprocessing as mp
 import os
@@ -11,6 +12,7 @@ import struct
 import subprocess
 import sys
 import time
+import weakref
 import warnings
 
 import pytest
@@ -243,6 +245,61 @@ def test_publish_dict_by_id_and_name_and_errors(name):
             server.publish({"pos": b"12345"})  # not a whole number of 12-byte elements
         with pytest.raises(ValueError):
             server.publish({"img": b"x" * 70000})  # over frame_bytes_cap
+
+
+def test_publish_stream_kept_past_destroy_fails_cleanly(name):
+    # server.publish_stream is the instance's own fast closure; one kept
+    # (like a producer's functools.partial) must not reach freed memory.
+    server = shmx.Server()
+    assert server.create(name, streams=specs())
+    pub = functools.partial(server.publish_stream, "seq")
+    pub(struct.pack("<Q", 1))
+    with shmx.connect(name) as client:
+        assert bytes(client.get_latest_stream("seq")) == struct.pack("<Q", 1)
+    server.destroy()
+    for _ in range(2):
+        with pytest.raises(shmx.ServerGoneError) as info:
+            pub(struct.pack("<Q", 2))
+        assert "destroyed" in str(info.value)
+    with pytest.raises(shmx.ShmxError):
+        server.publish_stream(1, struct.pack("<Q", 3))  # the class method again
+    assert not os.path.exists(f"/dev/shm/{name}")
+    del info  # its traceback refers to the server
+    # Dropped without destroy(): no reference cycle keeps it; freed at once.
+    assert server.create(name, streams=specs())
+    ref = weakref.ref(server)
+    with pytest.warns(ResourceWarning):
+        del server
+    assert ref() is None and not os.path.exists(f"/dev/shm/{name}")
+    del pub
+    gc.collect()
+
+
+def test_get_latest_stream_kept_past_close_fails_cleanly(name):
+    # client.get_latest_stream is the connection's own closure (the polling
+    # read); one kept past close() or reconnect() must not reach freed memory.
+    with shmx.serve(name, specs()) as server:
+        client = shmx.Client()
+        assert client.open(name)
+        poll = functools.partial(client.get_latest_stream, "seq", True)
+        assert poll() is None and client.last_error
+        server.publish_stream("seq", struct.pack("<Q", 5))
+        assert bytes(poll()) == struct.pack("<Q", 5) and client.frame_id == 1
+        assert poll() is None
+        assert bytes(shmx.Client.get_latest_stream(client, 1)) == struct.pack("<Q", 5)
+        assert client.get_latest_stream("nope") is None and "no stream 'nope'" in client.last_error
+        client.close()
+        server.publish_stream("seq", struct.pack("<Q", 6))
+        assert poll() is None and "closed" in client.last_error
+        assert client.get_latest_stream("seq") is None and "not open" in client.last_error
+        assert client.open(name)
+        assert bytes(client.get_latest_stream("seq")) == struct.pack("<Q", 6)
+        ref = weakref.ref(client)
+        del client  # no reference cycle: gone at once, reader slot freed
+        assert ref() is None
+        assert server.get_header_info()["readers_connected"] == 0
+        del poll
+        gc.collect()
 
 
 def test_publish_stream_one_call_and_refusals_keep_the_latest_frame(name):
