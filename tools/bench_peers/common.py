@@ -408,6 +408,8 @@ def run_consumer(rx: Any, cfg: Dict[str, Any]) -> None:
         res["dropped_reported"] = dropped_sum
     if scenario == "latency":
         res["latency"] = latency_stats(lat)
+        if cfg.get("raw_samples"):
+            res["samples"] = lat.tolist()  # the driver pools the parts of a round
     if big:
         nbytes = int(cfg["frame_bytes"])
         res["frame_bytes"] = nbytes
