@@ -23,8 +23,8 @@ def _src(path: Path) -> str:
     return str(path) if direct or Path.cwd().resolve() != ROOT else os.path.relpath(path, ROOT)
 
 
-# The GIL-releasing wrappers of the blocking calls, and begin_frame in one
-# return value (shmx/_gil.h).
+# The GIL-releasing wrappers of the blocking calls, and begin_frame and
+# get_latest_stream's C part each in one return value (shmx/_gil.h).
 _GIL_CDEF = """
 shmx_status pyshmx_client_wait(shmx_client *c, int64_t timeout_ns);
 shmx_status pyshmx_server_wait_control(shmx_server *s, int64_t timeout_ns);

@@ -5,9 +5,10 @@
  * C) that round trip costs more than the work, so the extension keeps the
  * GIL for them.  This is not used as a lock: a handle is still used by one
  * thread at a time.  The calls that can block (waits; create/open, which
- * reserve and map memory) go through the pyshmx_* wrappers below, which
- * release the GIL themselves, so other Python threads and asyncio keep
- * running (tests/test_features.py checks that). */
+ * reserve and map memory) go through pyshmx_* wrappers below that release
+ * the GIL themselves, so other Python threads and asyncio keep running
+ * (tests/test_features.py checks that).  The last two wrappers do not block:
+ * they fold a call's results into one return value for Python. */
 #undef Py_BEGIN_ALLOW_THREADS
 #undef Py_END_ALLOW_THREADS
 #define Py_BEGIN_ALLOW_THREADS {

@@ -95,7 +95,8 @@ class Client:
                              lambda _p, c=c: lib.shmx_client_free(c))
         self._mv = memoryview(ffi.buffer(self._owner, size)).toreadonly()
         self._load_schema()
-        self.get_latest_stream = self._bound_get_latest_stream()  # type: ignore[method-assign]
+        if type(self).get_latest_stream is Client.get_latest_stream:  # not overridden
+            self.get_latest_stream = self._bound_get_latest_stream()  # type: ignore[method-assign]
 
     def _load_schema(self) -> None:
         self._streams = streams_list(lib.shmx_client_stream_count, lib.shmx_client_stream_info, self._c)
@@ -173,11 +174,13 @@ class Client:
         left alone).  Pinned like
         ``get_latest_frame()``; ``frame_id`` and ``sim_time`` describe it."""
         # While open, the instance's own get_latest_stream (built by
-        # _bound_get_latest_stream) shadows this method.
-        bound = self.__dict__.get("get_latest_stream")
-        if bound is not None:  # called as Client.get_latest_stream(client, ...)
-            return bound(stream, new_only)
-        self._fail(lib.SHMX_EINVAL)  # not open
+        # _bound_get_latest_stream) shadows this method, unless a subclass
+        # overrides it.
+        layout = _latest_layout(self._c or _NULL, self._fi, 1 if new_only else 0)
+        if layout > 0:
+            return self._stream_view(layout, stream)
+        if layout < 0:
+            self._fail(layout)
         return None
 
     def _bound_get_latest_stream(self) -> Callable[..., Optional[memoryview]]:
@@ -187,23 +190,27 @@ class Client:
         Checking the header's frame_seq from Python first made an idle poll
         cheaper but a new frame's read slower: one-way latency went from
         2.6 to 2.9 us (tools/bench.py conditions).  It holds the C handle's
-        owner, so a reference kept after close() gets None with last_error
-        set, never freed memory; ``self`` only weakly."""
+        owner, so one kept after close() returns None and never touches
+        freed memory, and one kept across a reconnect reads the new
+        connection; ``self`` only weakly."""
         c_latest, handle, fi, views, me = _latest_layout, self._c, self._fi, self._views, weakref.ref(self)
 
         def get_latest_stream(stream: Any, new_only: bool = False) -> Optional[memoryview]:
-            layout = c_latest(handle, fi, new_only)
+            layout = c_latest(handle, fi, 1 if new_only else 0)
             if layout > 0:
                 streams = views.get(layout)
                 if streams is not None:
                     view = streams.get(stream)
                     if view is not None:
                         return view
-                return me()._stream_view(layout, stream)  # type: ignore[union-attr]
-            if layout < 0:
-                client = me()
-                if client is not None:
-                    client._fail(layout)
+            client = me()
+            if client is None or layout == 0:
+                return None
+            if layout > 0:
+                return client._stream_view(layout, stream)
+            if client._c is not handle and client._c is not None:
+                return client.get_latest_stream(stream, new_only)  # reconnected since
+            client._fail(layout)
             return None
         get_latest_stream.__doc__ = Client.get_latest_stream.__doc__
         get_latest_stream.__qualname__ = "Client.get_latest_stream"

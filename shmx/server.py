@@ -28,6 +28,14 @@ _TLV_HEAD = 24  # a stream's framing in a frame: TLV head 8 + stream head 16
 StreamKey = Union[int, str]
 
 
+def _server_of(me: "weakref.ref[Server]") -> "Server":
+    """The Server behind a kept publish_stream closure."""
+    server = me()
+    if server is None:
+        raise error_for(lib.SHMX_ECLOSED, "publish_stream: its Server was garbage-collected (destroyed)")
+    return server
+
+
 class Server:
     """Publishes frames into a shared-memory region.
 
@@ -94,7 +102,8 @@ class Server:
         self._user_cap = self.get_header_info()["frame_bytes_cap"]
         self._load_schema()
         self._msgbuf = ffi.new("char[]", max(self.get_header_info()["control_per_reader"], 16))
-        self.publish_stream = self._bound_publish_stream()  # type: ignore[method-assign]
+        if type(self).publish_stream is Server.publish_stream:  # not overridden
+            self.publish_stream = self._bound_publish_stream()  # type: ignore[method-assign]
         self.last_error = ""
         return True
 
@@ -318,11 +327,12 @@ class Server:
         is any C-contiguous buffer; its element count follows from the
         stream's ``bytes_per_elem``.  A frame left open by ``begin_frame()``
         is abandoned.  Raises a ``ShmxError`` subclass on any refusal."""
-        # Reached before create() and after destroy(); in between the
-        # instance's own publish_stream (_bound_publish_stream) answers.
+        # After create() the instance's own publish_stream (built by
+        # _bound_publish_stream) shadows this method, unless a subclass
+        # overrides it.
         if self._loans:
             self._revoke_loans()
-        self._raise_if(self._publish_stream_any(stream, data, sim_time))
+        self._raise_if(self._publish_stream_any(stream, data, sim_time, self._s))
 
     def _bound_publish_stream(self) -> Callable[..., None]:
         """publish_stream for this region, as a closure: a producer that
@@ -330,26 +340,30 @@ class Server:
         Python object touched costs (a method call and the attribute
         lookups on ``self`` made it slower than a hand-written seqlock ring
         in tools/bench.py's latency run).  It holds the C handle and its
-        owner, so a reference kept after destroy() gets ClosedError, never
-        freed memory; ``self`` only weakly, so no reference cycle keeps the
-        mapping alive."""
+        owner, so one kept after destroy() raises ServerGoneError, never
+        touches freed memory, and one kept across a new create() publishes
+        into the new region; ``self`` only weakly, so no reference cycle
+        keeps the mapping alive."""
         c_publish, handle, loans, me = _publish_stream, self._s, self._loans, weakref.ref(self)
         owner = self._owner
+        int_, bytes_ = int, bytes
 
         def publish_stream(stream: StreamKey, data: Any, sim_time: float = 0.0) -> None:
             if loans:
-                me()._revoke_loans()  # type: ignore[union-attr]
-            try:  # an int id and bytes go to C as they are
-                st = c_publish(handle, stream, data, len(data), sim_time)
-            except (TypeError, OverflowError):
-                # cffi refused an argument: a stream name, another buffer
-                # type, or a bad value, which the general path names.
-                st = me()._publish_stream_any(stream, data, sim_time, handle)  # type: ignore[union-attr]
-            if st != 0:
-                server = me()
-                if server is None:
-                    raise error_for(st, status_message(st))
-                server._raise_if(st)
+                _server_of(me)._revoke_loans()
+            if stream.__class__ is int_ and data.__class__ is bytes_:
+                try:  # as they are: bytes by pointer
+                    if c_publish(handle, stream, data, len(data), sim_time) == 0:
+                        return
+                except TypeError:  # sim_time
+                    pass
+            # Everything else (names, other buffers, refusals) with the same
+            # checks and messages as the method.
+            server = _server_of(me)
+            if server._s is not handle and server._s is not None:
+                server.publish_stream(stream, data, sim_time)  # created again since
+            else:
+                server._raise_if(server._publish_stream_any(stream, data, sim_time, handle))
         publish_stream.__doc__ = Server.publish_stream.__doc__
         publish_stream.__qualname__ = "Server.publish_stream"
         publish_stream._owner = owner  # type: ignore[attr-defined]  # keeps `handle` allocated
@@ -360,11 +374,11 @@ class Server:
             self._set_error(st)
             raise error_for(st, self.last_error)
 
-    def _publish_stream_any(self, stream: StreamKey, data: Any, sim_time: float, handle: Any = None) -> int:
+    def _publish_stream_any(self, stream: StreamKey, data: Any, sim_time: float, handle: Any) -> int:
         sid = self._stream_id(stream, "publish_stream")
         try:
             buf = data if data.__class__ is bytes else _from_buffer(data)
-            return _publish_stream(handle or self._s or _NULL, sid, buf, len(buf), sim_time)
+            return _publish_stream(handle or _NULL, sid, buf, len(buf), sim_time)
         except (TypeError, ValueError, OverflowError, BufferError) as exc:
             raise error_for(lib.SHMX_EINVAL, f"publish_stream: {self._arg_error(exc, 0, data)}") from None
 

@@ -265,14 +265,45 @@ def test_publish_stream_kept_past_destroy_fails_cleanly(name):
         server.publish_stream(1, struct.pack("<Q", 3))  # the class method again
     assert not os.path.exists(f"/dev/shm/{name}")
     del info  # its traceback refers to the server
-    # Dropped without destroy(): no reference cycle keeps it; freed at once.
+    # Kept across a new create(): publishes into the new region.
     assert server.create(name, streams=specs())
+    pub(struct.pack("<Q", 4))
+    with shmx.connect(name) as client:
+        assert bytes(client.get_latest_stream("seq")) == struct.pack("<Q", 4)
+    with pytest.raises(shmx.InvalidArgumentError, match="bool"):
+        server.publish_stream(True, struct.pack("<Q", 5))  # an id is an int, not a bool
+    # Dropped without destroy(): no reference cycle keeps it; freed at once.
     ref = weakref.ref(server)
     with pytest.warns(ResourceWarning):
         del server
     assert ref() is None and not os.path.exists(f"/dev/shm/{name}")
+    with pytest.raises(shmx.ServerGoneError, match="garbage-collected"):
+        pub(struct.pack("<Q", 6))
     del pub
     gc.collect()
+
+
+def test_overridden_fast_methods_are_kept(name):
+    # The per-instance fast paths must not hide a subclass's own methods.
+    class Stamping(shmx.Server):
+        def publish_stream(self, stream, data, sim_time=0.0):
+            super().publish_stream(stream, data, 42.0)
+
+    class Counting(shmx.Client):
+        calls = 0
+
+        def get_latest_stream(self, stream, new_only=False):
+            self.calls += 1
+            return super().get_latest_stream(stream, new_only)
+
+    with Stamping() as server, Counting() as client:
+        assert server.create(name, streams=specs())
+        assert client.open(name)
+        server.publish_stream("seq", struct.pack("<Q", 1))
+        assert bytes(client.get_latest_stream("seq", new_only=None)) == struct.pack("<Q", 1)
+        assert client.calls == 1 and client.sim_time == 42.0
+        assert client.get_latest_stream(1, True) is None and client.calls == 2
+        assert client.get_latest_stream("nope") is None and "no stream 'nope'" in client.last_error
 
 
 def test_get_latest_stream_kept_past_close_fails_cleanly(name):
@@ -294,6 +325,9 @@ def test_get_latest_stream_kept_past_close_fails_cleanly(name):
         assert client.get_latest_stream("seq") is None and "not open" in client.last_error
         assert client.open(name)
         assert bytes(client.get_latest_stream("seq")) == struct.pack("<Q", 6)
+        # Kept across the reopen: reads the new connection.
+        server.publish_stream("seq", struct.pack("<Q", 7))
+        assert bytes(poll()) == struct.pack("<Q", 7) and poll() is None
         ref = weakref.ref(client)
         del client  # no reference cycle: gone at once, reader slot freed
         assert ref() is None

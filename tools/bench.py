@@ -58,8 +58,19 @@ PREFIX = f"shmxbench-{PID}-"          # every name this run creates starts with 
 FRAME_1080P = 1920 * 1080 * 3
 SMALL_BYTES = 40
 
-sys.path.insert(0, str(WORKERS))
-from common import latency_stats  # noqa: E402  (the workers' percentiles, for pooled parts)
+
+
+def _workers_common() -> Any:
+    """tools/bench_peers/common.py, loaded by path (its name is generic)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("shmx_bench_common", WORKERS / "common.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+latency_stats = _workers_common().latency_stats  # the workers' percentiles, for pooled parts
 
 # ------------------------------------------------------------------ peers
 
@@ -571,7 +582,8 @@ class Results:
         self.na: Dict[str, Dict[str, str]] = {}
         self.runs: List[Dict[str, Any]] = []
         # Latency samples of the parts of a round so far: (peer, mode, round) -> ns.
-        self.pooled: Dict[Tuple[str, str, int], List[int]] = {}
+        # A str instead: why that round has no figure.
+        self.pooled: Dict[Tuple[str, str, int], Any] = {}
 
     def put(self, key: str, peer: str, rnd: int, value: Optional[float]) -> None:
         row = self.values.setdefault(key, {}).setdefault(peer, [None] * self.rounds)
@@ -652,7 +664,7 @@ def build_plan(peers: List[Peer], args, rnd: int = 0) -> List[Tuple[str, Optiona
         # per peer in a row compared the peers at different moments (a
         # busy minute decided which p99 was lowest).  The parts of a round
         # are pooled.
-        for part in range(args.latency_parts):
+        for part in range(args.latency_parts if ok else 0):
             turn = ok[part % len(ok):] + ok[:part % len(ok)]
             for mode in ("poll", "block"):
                 for p in turn:
@@ -691,20 +703,26 @@ def execute(step: Tuple[str, Optional[Peer], Dict[str, Any]], rnd: int, args, re
     if kind == "latency":
         assert peer is not None
         mode, part, parts = opts["mode"], opts["part"], args.latency_parts
-        pooled = res.pooled.setdefault((peer.name, mode, rnd), [])
+        key = (peer.name, mode, rnd)
         if part == 0:
-            del pooled[:]
-        elif not pooled:
-            raise Unsupported(res.na.get(f"latency.{mode}.p50_us", {}).get(peer.name, "an earlier part failed"))
+            res.pooled[key] = []
+        pooled = res.pooled.get(key)
+        if isinstance(pooled, str):
+            raise Unsupported(pooled)  # why part 0 (or an earlier one) gave nothing
+        assert pooled is not None
+        count = args.count // parts + (1 if part < args.count % parts else 0)
         try:
-            r = run_pair(peer, "latency", mode, 1,
-                         {"count": max(args.count // parts, 1), "hz": 1000, "raw_samples": True}, tmp)
-        except (Unsupported, RunFailed):
-            del pooled[:]
+            r = run_pair(peer, "latency", mode, 1, {"count": max(count, 1), "hz": 1000, "raw_samples": True}, tmp)
+        except (Unsupported, RunFailed) as exc:
+            res.pooled[key] = str(exc)
             raise
         c = r["consumers"]["consumer0"]
-        pooled.extend(c.pop("samples", []))
+        samples = c.pop("samples", [])
         res.runs.append(dict(r, round=rnd, part=part))
+        if not samples:
+            res.pooled[key] = f"part {part + 1} of round {rnd + 1} received nothing"
+            raise RunFailed(res.pooled[key])
+        pooled.extend(samples)
         peer.modes[f"latency.{mode}"] = (r.get("info", {}).get("consumer", {}).get("mode", "") +
                                          f" [{c.get('recv')}]")
         if part == parts - 1:
@@ -1114,6 +1132,10 @@ def write_docs(text_table: str, peers_text: str, machine: Dict[str, Any], charts
         tgt.append(f"| {t['title']} {goal} | "
                    f"{fmt(m, t['unit']) if m is not None else 'n/a'} {t['unit']} | "
                    f"{'met' if t.get('met') else ('missed' if m is not None else '')} |")
+    turns = ("" if parts < 2 else
+             f"\nThe load of this shared machine moves from minute to minute, so each\n"
+             f"peer's latency messages come in {parts} parts per round, the peers taking\n"
+             f"turns, and a round's percentiles are over its pooled parts.")
     doc = f"""# Benchmarks
 
 Measured by `tools/bench.py` on {started}. Every figure is the median over
@@ -1122,9 +1144,7 @@ figure divided by shmx's figure of the same round (median and range of
 those ratios), so 0.5 means half of shmx's value: better for rates, worse
 for times, and the other way round.  "Lowest (highest) of all peers" is
 judged by those same-round ratios: met when every other peer's median
-ratio is above (below) 1.  The load of this shared machine moves from
-minute to minute, so the latency runs come in {parts} parts per round, the
-peers taking turns, and each round's percentiles are over its pooled parts.
+ratio is above (below) 1.{turns}
 
 ## Reproduce
 
@@ -1260,7 +1280,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return rerender(args)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.count = args.count or (200 if args.quick else 10000)
-    args.latency_parts = max(1, args.latency_parts or (1 if args.quick else 4))
+    if args.latency_parts is None:
+        args.latency_parts = 1 if args.quick else 4
+    if args.latency_parts < 1:
+        ap.error("--latency-parts must be at least 1")
     args.duration = args.duration or (0.2 if args.quick else 2.0)
     args.consumers = [int(x) for x in (args.consumers or ("1,2" if args.quick else "1,4,16")).split(",")]
     args.scenarios = set(args.scenarios.split(","))
