@@ -983,7 +983,7 @@ def make_charts(res: Results, peers: List[Peer], outdir: Path, stem: str) -> Lis
     for run in res.runs:
         if run.get("scenario") != "latency":
             continue
-        lat = run["consumers"].get("consumer0", {}).get("latency", {})
+        lat = run.get("consumers", {}).get("consumer0", {}).get("latency", {})
         h = lat.get("hist")
         if not h:
             continue
