@@ -355,7 +355,7 @@ class Server:
                 try:  # as they are: bytes by pointer
                     if c_publish(handle, stream, data, len(data), sim_time) == 0:
                         return
-                except TypeError:  # sim_time
+                except (TypeError, OverflowError):  # sim_time, an id out of range
                     pass
             # Everything else (names, other buffers, refusals) with the same
             # checks and messages as the method.

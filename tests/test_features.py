@@ -272,6 +272,9 @@ def test_publish_stream_kept_past_destroy_fails_cleanly(name):
         assert bytes(client.get_latest_stream("seq")) == struct.pack("<Q", 4)
     with pytest.raises(shmx.InvalidArgumentError, match="bool"):
         server.publish_stream(True, struct.pack("<Q", 5))  # an id is an int, not a bool
+    for bad_id in (-1, 2**32):
+        with pytest.raises(shmx.InvalidArgumentError):
+            server.publish_stream(bad_id, struct.pack("<Q", 5))
     # Dropped without destroy(): no reference cycle keeps it; freed at once.
     ref = weakref.ref(server)
     with pytest.warns(ResourceWarning):
