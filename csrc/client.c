@@ -23,7 +23,6 @@ struct shmx_client {
     shmx_frame_info cur;
     shmx_decoded *dec;       /* one per slot */
     uint64_t next_layout_id;
-    uint32_t hb_tick;
     int detached;
 };
 
@@ -32,35 +31,12 @@ struct shmx_client {
 static shmx_status attach(shmx_client *c)
 {
     shmx_region *r = &c->r;
+    uint64_t id = shmx_plat_random64();
     for (uint32_t i = 0; i < r->reader_slots; i++) {
-        shmx_reader_slot *rs = shmx_reader_at(r, i);
-        if (r->ext && shmx_load_acquire32(&rs->in_use) == 1u && rs->mark == SHMX_READER_MARK &&
-            shmx_plat_lock_probe(r->map.fd, SHMX_LOCK_READER(i)) == SHMX_DEAD)
-            shmx_reader_reap(r, i); /* its process died without closing */
-        if (shmx_load_acquire32(&rs->in_use) != 0) continue;
-        /* Lock first, then claim: a reaper that sees in_use set also sees
-         * our lock, so a live reader is never reaped. */
-        if (r->ext && shmx_plat_lock(r->map.fd, SHMX_LOCK_READER(i)) != 0) continue;
-        if (!shmx_cas32(&rs->in_use, 0u, 1u)) {
-            if (r->ext) shmx_plat_unlock(r->map.fd, SHMX_LOCK_READER(i));
-            continue;
-        }
+        if (!shmx_reader_attach(r, i, id)) continue;
         c->reader_index = i;
         c->pin_bit = i < 64 ? 1ull << i : 0;
-        c->reader_id = shmx_plat_random64();
-        if (r->ext) {
-            rs->mark = SHMX_READER_MARK;
-            rs->pid = shmx_plat_pid();
-            rs->pid_start = shmx_plat_pid_start(rs->pid);
-            shmx_store_relaxed64(&rs->frames_read, 0);
-            shmx_store_relaxed64(&rs->frames_dropped, 0);
-        }
-        shmx_store_relaxed64(&rs->last_frame_seen, 0);
-        shmx_store_release64(&rs->heartbeat, shmx_plat_now_ns());
-        shmx_store_release64(&rs->reader_id, c->reader_id);
-        /* After the mark: a server recounting legacy readers on this change
-         * sees us as ours. */
-        shmx_fetch_add32(&r->gh->readers_connected, 1);
+        c->reader_id = id;
         return SHMX_OK;
     }
     return shmx_fail(SHMX_ENOREADER, "all %u reader slots of '%s' are in use", r->reader_slots, r->name);
@@ -83,56 +59,13 @@ void shmx_client_release(shmx_client *c)
 static void detach(shmx_client *c)
 {
     if (c->detached || !c->r.map.base) return;
-    shmx_client_release(c);
-    shmx_region *r = &c->r;
-    if (c->reader_index != NO_SLOT) {
-        shmx_reader_slot *rs = shmx_reader_at(r, c->reader_index);
-        /* Claim the slot for clearing (1 -> 2, as shmx_reader_reap does) and
-         * make sure it is still ours.  A reader without a liveness lock (on
-         * a legacy region) can be reaped by heartbeat age while it lives;
-         * freeing its slot again here would wrap readers_connected and
-         * could free the slot of the reader that took it since. */
-        int ours = 0;
-        for (int spin = 0; spin < 1000000; spin++) {
-            if (shmx_cas32(&rs->in_use, 1u, 2u)) {
-                ours = 1;
-                break;
-            }
-            /* 2: a reaper holds the slot while it probes the lock, and
-             * gives it back at once when the lock shows its reader lives. */
-            if (shmx_load_acquire32(&rs->in_use) != 2u) break;
-            shmx_cpu_relax();
-        }
-        if (ours && shmx_load_acquire64(&rs->reader_id) != c->reader_id) {
-            shmx_store_release32(&rs->in_use, 1u); /* someone else's now */
-            ours = 0;
-        }
-        if (!ours) {
-            if (r->ext) shmx_plat_unlock(r->map.fd, SHMX_LOCK_READER(c->reader_index));
-            c->reader_index = NO_SLOT;
-            c->detached = 1;
-            return;
-        }
-        /* reader_id is kept (in_use = 0 is what frees the slot): the server
-         * names a control message's sender from it, and a message sent just
-         * before close() is usually polled after it; zeroing it reported
-         * such messages as coming from reader 0.  The next attacher
-         * overwrites it. */
-        shmx_store_relaxed64(&rs->heartbeat, 0);
-        shmx_store_relaxed64(&rs->last_frame_seen, 0);
-        if (r->ext) {
-            rs->mark = 0;
-            rs->pid = 0;
-            rs->pid_start = 0;
-        }
-        /* Cleared fields before the slot is free; pairs with the next
-         * attacher's CAS on in_use. */
-        shmx_store_release32(&rs->in_use, 0);
-        shmx_fetch_sub32(&r->gh->readers_connected, 1);
-        if (r->ext) shmx_plat_unlock(r->map.fd, SHMX_LOCK_READER(c->reader_index));
-        c->reader_index = NO_SLOT;
-    }
     c->detached = 1;
+    /* In a child of fork() the pins, the slot and the lock are the
+     * parent's: touch nothing. */
+    if (shmx_plat_forked_since(c->r.map.fork_gen)) return;
+    shmx_client_release(c);
+    if (c->reader_index != NO_SLOT) shmx_reader_detach(&c->r, c->reader_index, c->reader_id);
+    c->reader_index = NO_SLOT;
 }
 
 static void free_decoded(shmx_client *c)
@@ -231,7 +164,36 @@ static shmx_status check_client(shmx_client *c, const char *what)
 {
     if (!c) return shmx_fail(SHMX_EINVAL, "%s: client is NULL", what);
     if (c->detached) return shmx_fail(SHMX_ECLOSED, "%s: client of '%s' is closed", what, c->r.name);
+    if (shmx_plat_forked_since(c->r.map.fork_gen))
+        return shmx_fail(SHMX_EFORK, "%s: this client of '%s' was opened before fork(); open a new one in the child",
+                         what, c->r.name);
+    if (shmx_plat_map_lost(&c->r.map))
+        return shmx_fail(SHMX_ECORRUPT, "%s: region '%s' was truncated by another process", what, c->r.name);
     return SHMX_OK;
+}
+
+/* A reader call: the checks above, that our reader slot is still ours,
+ * and a heartbeat (what reap_stale_readers judges us by). */
+static shmx_status check_reader(shmx_client *c, const char *what)
+{
+    shmx_status st = check_client(c, what);
+    if (st != SHMX_OK || c->reader_index == NO_SLOT) return st;
+    if (shmx_reader_evicted(&c->r, c->reader_index))
+        return shmx_fail(SHMX_EEVICTED,
+                         "%s: this reader of '%s' was evicted by the server (its heartbeat was older than the "
+                         "server's timeout); close it and open a new one", what, c->r.name);
+    /* Our own cache line; the server only reads it. */
+    shmx_store_relaxed64(&shmx_reader_at(&c->r, c->reader_index)->heartbeat, shmx_plat_now_ns());
+    return SHMX_OK;
+}
+
+/* After a read that touched the region: a truncation met on the way (the
+ * guard mapped zero pages) turns its result into an error. */
+static shmx_status after_read(shmx_client *c, shmx_status st, const char *what)
+{
+    if (shmx_plat_map_lost(&c->r.map))
+        return shmx_fail(SHMX_ECORRUPT, "%s: region '%s' was truncated by another process", what, c->r.name);
+    return st;
 }
 
 /* Pin a slot for reading.  Pairs with claim_slot() in server.c: we set our
@@ -262,7 +224,6 @@ static void note_read(shmx_client *c, uint64_t fid, uint64_t dropped)
         shmx_store_relaxed64(&rs->frames_read, rs->frames_read + 1);
         if (dropped) shmx_store_relaxed64(&rs->frames_dropped, rs->frames_dropped + dropped);
     }
-    if ((c->hb_tick++ & 15u) == 0) shmx_store_relaxed64(&rs->heartbeat, shmx_plat_now_ns());
 }
 
 /* Decode the pinned (or checksum-verified) slot and make it current. */
@@ -339,6 +300,17 @@ static shmx_status legacy_latest(shmx_client *c, shmx_frame_info *out)
  * write_index misleads: the producer keeps rewriting the latest slot
  * because readers pin all the others, or a legacy writer is between its
  * stores (ours stores write_index before frame_seq). */
+/* The highest frame id a slot can honestly hold now.  Publish stores a
+ * slot's frame_id, then its even seq (release), and frame_seq after that:
+ * a reader that acquired the even seq of frame F sees frame_seq >= F - 1.
+ * A slot claiming more was forged; taking it would make ids go backwards
+ * afterwards (and blind every later read). */
+static uint64_t id_limit(const shmx_client *c)
+{
+    uint64_t fs = shmx_load_acquire64(&c->r.gh->frame_seq);
+    return fs == UINT64_MAX ? fs : fs + 1;
+}
+
 static shmx_status take_newest(shmx_client *c, uint64_t min_id, uint64_t fseq)
 {
     shmx_region *r = &c->r;
@@ -357,15 +329,16 @@ static shmx_status take_newest(shmx_client *c, uint64_t min_id, uint64_t fseq)
             uint64_t fid = shmx_load_relaxed64(&fh->frame_id); /* pinned, seq even: stable */
             /* A frame newer than fseq (published since we loaded it) is
              * complete too: pinned with an even seq. */
-            if (fid >= fseq && fid >= min_id && fh->session_id_copy == r->session_id)
+            if (fid >= fseq && fid >= min_id && fid <= id_limit(c) && fh->session_id_copy == r->session_id)
                 return switch_to(c, hint, fid, 0);
             unpin(c, hint);
         }
+        const uint64_t limit = id_limit(c);
         for (uint32_t s = 0; s < r->slots; s++) {
             shmx_frame_header *fh = shmx_slot_header(r, s);
             if (SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq))) continue;
             uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
-            if (fid >= min_id && fid > best_id && fh->session_id_copy == r->session_id) {
+            if (fid >= min_id && fid > best_id && fid <= limit && fh->session_id_copy == r->session_id) {
                 best = s;
                 best_id = fid;
             }
@@ -377,7 +350,7 @@ static shmx_status take_newest(shmx_client *c, uint64_t min_id, uint64_t fseq)
          * newer frame than the scan saw, never an incomplete one. */
         shmx_frame_header *fh = shmx_slot_header(r, best);
         uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
-        if (fid < min_id || fh->session_id_copy != r->session_id) {
+        if (fid < min_id || fid > id_limit(c) || fh->session_id_copy != r->session_id) {
             unpin(c, best);
             continue;
         }
@@ -386,10 +359,18 @@ static shmx_status take_newest(shmx_client *c, uint64_t min_id, uint64_t fseq)
     return SHMX_EAGAIN;
 }
 
+static shmx_status client_latest(shmx_client *c, shmx_frame_info *out);
+
 shmx_status shmx_client_latest(shmx_client *c, shmx_frame_info *out)
 {
-    shmx_status st = check_client(c, "latest");
+    shmx_status st = check_reader(c, "latest");
     if (st != SHMX_OK) return st;
+    return after_read(c, client_latest(c, out), "latest");
+}
+
+static shmx_status client_latest(shmx_client *c, shmx_frame_info *out)
+{
+    shmx_status st;
     shmx_region *r = &c->r;
     if (!r->ext) return legacy_latest(c, out);
     /* Pairs with the store-release of frame_seq in publish, which comes
@@ -410,13 +391,21 @@ shmx_status shmx_client_latest(shmx_client *c, shmx_frame_info *out)
                      (unsigned long long)c->last_id);
 }
 
+static shmx_status client_next(shmx_client *c, shmx_frame_info *out);
+
 shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
 {
-    shmx_status st = check_client(c, "read_next");
+    shmx_status st = check_reader(c, "read_next");
     if (st != SHMX_OK) return st;
+    return after_read(c, client_next(c, out), "read_next");
+}
+
+static shmx_status client_next(shmx_client *c, shmx_frame_info *out)
+{
+    shmx_status st;
     shmx_region *r = &c->r;
     if (!r->ext) return shmx_fail(SHMX_ELEGACY, "read_next: '%s' is a shmx 1.0.1 region (no ordered reads)", r->name);
-    if (c->last_id == 0) return shmx_client_latest(c, out);
+    if (c->last_id == 0) return client_latest(c, out);
     const uint64_t target = c->last_id + 1;
     uint64_t fseq = 0;
     for (int attempt = 0; attempt < 64; attempt++) {
@@ -437,7 +426,7 @@ shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
             shmx_frame_header *fh = shmx_slot_header(r, s);
             if (SHMX_SEQ_WRITING(shmx_load_acquire64(&fh->seq))) continue;
             uint64_t fid = shmx_load_relaxed64(&fh->frame_id);
-            if (fid >= target && fid < best_id) {
+            if (fid >= target && fid < best_id && fid <= fseq + 1) {
                 best = s;
                 best_id = fid;
                 if (fid == target) break;
@@ -469,7 +458,10 @@ shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
 static int newer_frame(const shmx_client *c)
 {
     uint64_t known = c->last_id > c->seen_seq ? c->last_id : c->seen_seq;
-    return shmx_load_acquire64(&c->r.gh->frame_seq) > known;
+    uint64_t fseq = shmx_load_acquire64(&c->r.gh->frame_seq);
+    /* Below what a read saw: frame_seq was forged (the producer stores
+     * its own count again at its next publish) and must not blind us. */
+    return fseq > known || fseq < c->seen_seq;
 }
 
 /* A shmx 1.0.1 producer bumps frame_seq as publish_frame starts, then
@@ -489,9 +481,19 @@ static int legacy_newer_frame(const shmx_client *c)
     return shmx_load_acquire64(&shmx_slot_header(r, (w - 1u) % r->slots)->frame_id) > c->last_id;
 }
 
+/* Once per wait slice: the checks a long wait must not miss. */
+static shmx_status wait_slice_checks(shmx_client *c)
+{
+    shmx_status st = check_reader(c, "wait"); /* heartbeat: a waiting reader is never stale */
+    if (st != SHMX_OK) return st;
+    if (shmx_plat_map_shrunk(&c->r.map))
+        return shmx_fail(SHMX_ECORRUPT, "wait: region '%s' was truncated by another process", c->r.name);
+    return SHMX_OK;
+}
+
 shmx_status shmx_client_wait(shmx_client *c, int64_t timeout_ns)
 {
-    shmx_status st = check_client(c, "wait");
+    shmx_status st = check_reader(c, "wait");
     if (st != SHMX_OK) return st;
     shmx_region *r = &c->r;
     uint64_t start = shmx_plat_now_ns();
@@ -506,6 +508,8 @@ shmx_status shmx_client_wait(shmx_client *c, int64_t timeout_ns)
             uint64_t left = deadline - now;
             shmx_plat_sleep_ns(nap < left ? nap : left);
             if (nap < 1000000) nap *= 2;
+            st = wait_slice_checks(c);
+            if (st != SHMX_OK) return st;
         }
     }
     shmx_ext_header *ext = r->ext;
@@ -529,6 +533,8 @@ shmx_status shmx_client_wait(shmx_client *c, int64_t timeout_ns)
             rc = shmx_plat_wait(&ext->frame_futex, word | 1u, (int64_t)left);
         if (rc == 1 && !newer_frame(c) && shmx_server_liveness(r) == SHMX_DEAD)
             return shmx_fail(SHMX_ECLOSED, "'%s': the server process is gone", r->name);
+        st = wait_slice_checks(c);
+        if (st != SHMX_OK) return st;
     }
 }
 

@@ -11,10 +11,14 @@ static __thread char last_error[512];
 
 shmx_status shmx_fail(shmx_status status, const char *fmt, ...)
 {
+    /* Format into a scratch buffer first: an argument may be
+     * shmx_last_error() itself (a detail wrapped with more context). */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof last_error);
     return status;
 }
 

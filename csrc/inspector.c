@@ -70,6 +70,8 @@ shmx_status shmx_inspector_copy_latest(shmx_inspector *in, shmx_frame_info *info
 {
     if (!in || !info) return shmx_fail(SHMX_EINVAL, "copy_latest: NULL argument");
     shmx_region *r = &in->r;
+    if (shmx_plat_map_lost(&r->map) || shmx_plat_map_shrunk(&r->map))
+        return shmx_fail(SHMX_ECORRUPT, "copy_latest: region '%s' was truncated by another process", r->name);
     for (int attempt = 0; attempt < 64; attempt++) {
         uint32_t w = shmx_load_acquire32(&r->gh->write_index);
         if (w == 0) return shmx_fail(SHMX_EAGAIN, "'%s': no frame published yet", r->name);
@@ -100,38 +102,10 @@ shmx_status shmx_inspector_copy_latest(shmx_inspector *in, shmx_frame_info *info
         uint64_t s2 = shmx_load_relaxed64(&fh->seq);
         if (s1 != s2 || fi.frame_id == 0 || session != r->session_id) continue;
         if (!r->ext && shmx_checksum32(buf, bytes) != sum) continue;
+        if (shmx_plat_map_lost(&r->map))
+            return shmx_fail(SHMX_ECORRUPT, "copy_latest: region '%s' was truncated by another process", r->name);
         SHMX_COPY_OUT(info, &fi);
         return SHMX_OK;
     }
     return shmx_fail(SHMX_EAGAIN, "'%s': could not copy a stable frame", r->name);
-}
-
-shmx_status shmx_unlink(const char *name, const char *dir, int force)
-{
-    shmx_clear_error();
-    shmx_open_options opt;
-    shmx_open_options_init(&opt);
-    opt.dir = dir;
-    shmx_region r;
-    shmx_status st = shmx_region_open(&r, name, &opt, 0);
-    if (st == SHMX_ENOENT) return st;
-    if (st == SHMX_OK) {
-        uint32_t alive = shmx_server_liveness(&r);
-        uint64_t pid = r.ext ? r.ext->owner_pid : 0;
-        shmx_region_close(&r);
-        if (!force && alive == SHMX_ALIVE)
-            return shmx_fail(SHMX_EEXIST, "'%s' belongs to a live server (pid %llu); use force", name,
-                             (unsigned long long)pid);
-        if (!force && alive == SHMX_UNKNOWN)
-            return shmx_fail(SHMX_EEXIST, "'%s' is a shmx 1.0.1 region whose owner cannot be checked; use force",
-                             name);
-    } else if (!force) {
-        return st;
-    }
-    char path[SHMX_PATH_MAX];
-    if (name[0] == '/') name++;
-    st = shmx_plat_path(dir, name, path, sizeof path);
-    if (st != SHMX_OK) return st;
-    if (shmx_plat_unlink(path) != 0) return shmx_fail(SHMX_ESYS, "cannot remove '%s'", path);
-    return SHMX_OK;
 }

@@ -83,6 +83,8 @@ typedef struct shmx_schema {
 } shmx_schema;
 
 shmx_status shmx_schema_read(const shmx_region *r, shmx_schema *out);
+/* Parse a directory held in private memory (the server's own copy). */
+shmx_status shmx_schema_parse(const uint8_t *bytes, uint32_t used, shmx_schema *out);
 void shmx_schema_free(shmx_schema *s);
 shmx_status shmx_schema_info(const shmx_schema *s, uint32_t index, shmx_stream_info *out);
 const shmx_schema_entry *shmx_schema_find(const shmx_schema *s, uint32_t stream_id);
@@ -101,14 +103,32 @@ typedef struct shmx_decoded {
 shmx_status shmx_decode_payload(const shmx_region *r, uint64_t payload_off, uint32_t bytes,
                                 shmx_decoded *out, uint64_t *next_layout_id);
 
+/* create.c: lock the file `path` names (proving its owner dead) and check
+ * the name still refers to it; *held keeps the lock (close it to drop).
+ * force: take the file even when its owner lives or it is no region. */
+shmx_status shmx_name_lock(const char *path, int force, shmx_map *held);
+/* Give the file `tmp` the name `path`: exclusively, or over a dead owner's
+ * region while holding its lock.  Fails naming a live owner. */
+shmx_status shmx_name_take(const char *tmp, const char *path);
+
 void shmx_header_fill(const shmx_region *r, shmx_header_info *out);
 uint32_t shmx_server_liveness(const shmx_region *r);
+
+/* readers.c: the reader-slot state machine (see there). */
+int shmx_reader_attach(const shmx_region *r, uint32_t i, uint64_t reader_id); /* 1: slot i is ours */
+void shmx_reader_detach(const shmx_region *r, uint32_t i, uint64_t reader_id);
+/* Free slot i if a process died holding it in any state; 1 when freed. */
+int shmx_reader_reclaim(const shmx_region *r, uint32_t i);
+/* Evict slot i if its heartbeat is older than timeout; 1 when evicted. */
+int shmx_reader_evict(const shmx_region *r, uint32_t i, uint64_t now_ns, uint64_t timeout_ns);
+/* 1 when our attached slot i was taken from us (evicted). */
+int shmx_reader_evicted(const shmx_region *r, uint32_t i);
 void shmx_reader_fill(const shmx_region *r, uint32_t i, shmx_reader_info *out);
 uint32_t shmx_reader_liveness(const shmx_region *r, uint32_t i);
-/* Free reader slot i (clear its pins first).  Caller decided it is dead. */
-void shmx_reader_reap(const shmx_region *r, uint32_t i);
 shmx_status shmx_readers_list(const shmx_region *r, shmx_reader_info *out, uint32_t cap,
                               uint32_t *count);
+/* Tests: die here when SHMX_TEST_KILL_AT names this point. */
+void shmx_test_point(const char *point);
 
 /* Copy a struct out honouring the caller's struct_size. */
 #define SHMX_COPY_OUT(dst, src)                                                  \

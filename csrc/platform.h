@@ -15,7 +15,33 @@ typedef struct shmx_map {
     uint8_t *base;
     uint64_t size;
     int writable;
+    int guard;        /* index in the platform's table of guarded mappings, -1: none */
+    uint32_t fork_gen; /* shmx_plat_fork_gen when mapped: in a child, fd is not ours */
 } shmx_map;
+#define SHMX_MAP_NONE {-1, NULL, 0, 0, -1, 0}
+
+/* Guarded mappings.  Another process may shrink the file under a live
+ * mapping (ftruncate); a touch of a page past the new end would kill us
+ * (SIGBUS on POSIX).  The platform replaces such pages by zero pages and
+ * marks the mapping lost instead, so every caller checks this after it
+ * touched the region and turns it into SHMX_ECORRUPT.  The flag is cheap:
+ * one load of a process-wide counter while no mapping was ever lost. */
+extern uint32_t shmx_plat_lost_any;
+uint32_t shmx_plat_map_lost_slow(const shmx_map *m);
+static inline uint32_t shmx_plat_map_lost(const shmx_map *m)
+{
+    return __atomic_load_n(&shmx_plat_lost_any, __ATOMIC_RELAXED) ? shmx_plat_map_lost_slow(m) : 0u;
+}
+
+/* fork(): a handle made before the last fork() of this process is dead in
+ * the child.  Handles record the generation at creation and compare it; the
+ * platform also closes, in the child, every descriptor of a guarded mapping
+ * so the child does not keep the parent's liveness locks alive. */
+extern uint32_t shmx_plat_fork_gen;
+static inline uint32_t shmx_plat_forked_since(uint32_t gen)
+{
+    return __atomic_load_n(&shmx_plat_fork_gen, __ATOMIC_RELAXED) != gen;
+}
 
 /* Build "<dir>/<name>" where dir is `dir`, else $SHMX_DIR, else /dev/shm. */
 shmx_status shmx_plat_path(const char *dir, const char *name, char *out, size_t cap);
@@ -25,13 +51,19 @@ shmx_status shmx_plat_create(const char *path, uint64_t size, uint32_t mode, shm
 /* Open and map the whole file; read-only when !writable. */
 shmx_status shmx_plat_open(const char *path, int writable, shmx_map *out);
 void shmx_plat_unmap(shmx_map *m);   /* unmap, keep fd */
+/* Re-read the file's size: 1 when it is smaller than the mapping. */
+int shmx_plat_map_shrunk(const shmx_map *m);
 void shmx_plat_close(shmx_map *m);   /* unmap and close fd */
+void shmx_plat_close_fd(shmx_map *m); /* close fd, keep the mapping */
 /* Atomically give the file at `from` the name `to`; fails if `to` exists
  * unless replace is set. */
 shmx_status shmx_plat_rename(const char *from, const char *to, int replace);
 int shmx_plat_unlink(const char *path);
+/* 1 when `path` names the file mapped (or held) by m. */
+int shmx_plat_same_file(const char *path, const shmx_map *m);
 /* Remove "<region_path>~shmx-new-<pid>-*" files left by creators that died
- * (kill -9) before naming their region; returns how many. */
+ * (kill -9) before naming their region: those whose liveness lock nobody
+ * holds (a creator locks its file at once).  Returns how many. */
 unsigned shmx_plat_remove_stale_temps(const char *region_path);
 
 /* Liveness locks: an OS-released exclusive lock on byte `index` of the
@@ -55,5 +87,7 @@ void shmx_plat_wake_all(uint32_t *addr);
 /* 1 when the OS offers a real wait on a shared word (futex). */
 int shmx_plat_has_futex(void);
 void shmx_plat_sleep_ns(uint64_t ns);
+/* End this process at once, as kill -9 would (test hooks). */
+void shmx_plat_die(void);
 
 #endif /* SHMX_PLATFORM_H */

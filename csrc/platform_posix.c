@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -23,6 +24,183 @@
 /* Lock bytes live far beyond any region (offsets are u32), so they never
  * overlap data and cost no memory. */
 #define LOCK_AREA ((off_t)1 << 40)
+
+/* ------------------------------------------------------- guarded mappings
+ *
+ * Every region mapping is entered in a fixed table that a SIGBUS handler
+ * can read without locks.  When another process truncates the file, a
+ * touch of a page beyond the new end raises SIGBUS; if the address lies in
+ * one of our mappings, the handler maps anonymous zero pages over the part
+ * of the mapping the file lost (from the new end, or the faulting page, to
+ * the end), marks the mapping lost and returns: the instruction runs again
+ * on the zero page.  Any other SIGBUS goes to the handler that was there
+ * before ours.  This is what a JVM does for a truncated MappedByteBuffer.
+ * The handler is installed at the first mapping unless the embedder turned
+ * it off (shmx_set_fault_handler(0) or SHMX_FAULT_HANDLER=0).
+ *
+ * The same table serves fork(): the child closes every descriptor in it
+ * (a child would otherwise keep the parent's OFD liveness locks held
+ * after the parent died) and bumps shmx_plat_fork_gen, which makes every
+ * inherited handle refuse to work.
+ */
+#define GUARD_MAX 1024
+enum { GUARD_FREE = 0, GUARD_BUSY = 1, GUARD_ACTIVE = 2 };
+typedef struct guard_entry {
+    uint32_t state;          /* atomic: GUARD_* */
+    uint32_t lost;           /* atomic: zero pages were mapped over part of it */
+    uintptr_t base;
+    uint64_t size;
+    int fd;
+    int writable;
+} guard_entry;
+
+static guard_entry guards[GUARD_MAX];
+uint32_t shmx_plat_lost_any;
+uint32_t shmx_plat_fork_gen;
+static struct sigaction prev_sigbus;
+static uint32_t handler_state; /* 0 never decided, 1 installed, 2 off */
+static pthread_mutex_t handler_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    uintptr_t a = (uintptr_t)si->si_addr;
+    for (int i = 0; i < GUARD_MAX; i++) {
+        guard_entry *g = &guards[i];
+        /* Acquire pairs with the release that made the entry active: base,
+         * size and fd are the mapping's. */
+        if (__atomic_load_n(&g->state, __ATOMIC_ACQUIRE) != GUARD_ACTIVE) continue;
+        if (a < g->base || a - g->base >= g->size) continue;
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        struct stat st;
+        /* Without a descriptor (closed, or unreadable) all we know is that
+         * this page is gone: replace from it on. */
+        uint64_t now = g->size;
+        if (g->fd >= 0 && fstat(g->fd, &st) == 0) now = st.st_size > 0 ? (uint64_t)st.st_size : 0;
+        if (now > g->size) now = g->size;
+        uintptr_t from = g->base + (uintptr_t)((now + page - 1) & ~(uint64_t)(page - 1));
+        uintptr_t at = a & ~(page - 1);
+        if (at < from) from = at; /* a fault below the end we see: that page on */
+        void *p = mmap((void *)from, g->base + g->size - from,
+                       g->writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) break;
+        __atomic_store_n(&g->lost, 1u, __ATOMIC_RELAXED);
+        __atomic_store_n(&shmx_plat_lost_any, 1u, __ATOMIC_RELAXED);
+        return;
+    }
+    /* Not ours: whatever was there before decides. */
+    if (prev_sigbus.sa_flags & SA_SIGINFO) {
+        if (prev_sigbus.sa_sigaction) {
+            prev_sigbus.sa_sigaction(sig, si, uc);
+            return;
+        }
+    } else if (prev_sigbus.sa_handler != SIG_DFL && prev_sigbus.sa_handler != SIG_IGN) {
+        prev_sigbus.sa_handler(sig);
+        return;
+    }
+    /* Default action: put it back and let the fault happen again. */
+    signal(sig, SIG_DFL);
+}
+
+static void install_locked(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, &prev_sigbus) == 0) handler_state = 1;
+}
+
+int shmx_set_fault_handler(int enable)
+{
+    pthread_mutex_lock(&handler_mu);
+    int was = handler_state == 1;
+    if (enable && handler_state != 1) {
+        install_locked();
+    } else if (!enable) {
+        if (handler_state == 1) (void)sigaction(SIGBUS, &prev_sigbus, NULL);
+        handler_state = 2;
+    }
+    pthread_mutex_unlock(&handler_mu);
+    return was;
+}
+
+static void fork_prepare(void) { pthread_mutex_lock(&handler_mu); }
+static void fork_parent(void) { pthread_mutex_unlock(&handler_mu); }
+static void fork_child(void)
+{
+    /* Only this thread exists now.  Closing our copies of the descriptors
+     * drops the child's references to the parent's open file descriptions,
+     * so the liveness locks held there end with the parent. */
+    for (int i = 0; i < GUARD_MAX; i++) {
+        guard_entry *g = &guards[i];
+        if (__atomic_load_n(&g->state, __ATOMIC_ACQUIRE) == GUARD_ACTIVE && g->fd >= 0) {
+            close(g->fd);
+            g->fd = -1;
+        }
+    }
+    __atomic_fetch_add(&shmx_plat_fork_gen, 1u, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&handler_mu);
+}
+
+static void guard_once(void)
+{
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void guard_add(shmx_map *m)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, guard_once);
+    pthread_mutex_lock(&handler_mu);
+    if (handler_state == 0) {
+        const char *env = getenv("SHMX_FAULT_HANDLER");
+        if (env && strcmp(env, "0") == 0)
+            handler_state = 2;
+        else
+            install_locked();
+    }
+    m->guard = -1;
+    m->fork_gen = __atomic_load_n(&shmx_plat_fork_gen, __ATOMIC_RELAXED);
+    for (int i = 0; i < GUARD_MAX; i++) {
+        guard_entry *g = &guards[i];
+        if (g->state != GUARD_FREE) continue;
+        g->base = (uintptr_t)m->base;
+        g->size = m->size;
+        g->fd = m->fd;
+        g->writable = m->writable;
+        g->lost = 0;
+        /* Release: the fields above before the handler may use them. */
+        __atomic_store_n(&g->state, GUARD_ACTIVE, __ATOMIC_RELEASE);
+        m->guard = i;
+        break;
+    }
+    pthread_mutex_unlock(&handler_mu);
+}
+
+static void guard_remove(shmx_map *m)
+{
+    if (m->guard < 0) return;
+    pthread_mutex_lock(&handler_mu);
+    /* Out of the handler's sight before the pages go away. */
+    __atomic_store_n(&guards[m->guard].state, GUARD_FREE, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&handler_mu);
+    m->guard = -1;
+}
+
+uint32_t shmx_plat_map_lost_slow(const shmx_map *m)
+{
+    if (m->guard < 0 || !m->base) return 0;
+    return __atomic_load_n(&guards[m->guard].lost, __ATOMIC_RELAXED);
+}
+
+int shmx_plat_map_shrunk(const shmx_map *m)
+{
+    struct stat st;
+    if (m->fd < 0 || shmx_plat_forked_since(m->fork_gen)) return 0;
+    return fstat(m->fd, &st) == 0 && (uint64_t)st.st_size < m->size;
+}
 
 shmx_status shmx_plat_path(const char *dir, const char *name, char *out, size_t cap)
 {
@@ -51,6 +229,7 @@ shmx_status shmx_plat_create(const char *path, uint64_t size, uint32_t mode, shm
 {
     memset(out, 0, sizeof *out);
     out->fd = -1;
+    out->guard = -1;
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, (mode_t)(mode & 0777));
     if (fd < 0)
         return shmx_fail(errno_status(errno), "cannot create '%s': %s", path, strerror(errno));
@@ -80,6 +259,7 @@ shmx_status shmx_plat_create(const char *path, uint64_t size, uint32_t mode, shm
     out->base = (uint8_t *)p;
     out->size = size;
     out->writable = 1;
+    guard_add(out);
     return SHMX_OK;
 }
 
@@ -87,6 +267,7 @@ shmx_status shmx_plat_open(const char *path, int writable, shmx_map *out)
 {
     memset(out, 0, sizeof *out);
     out->fd = -1;
+    out->guard = -1;
     /* O_NONBLOCK: a FIFO (or device) under the region's name must not hang
      * the open; it is refused as "not a regular file" below, and the flag
      * is cleared again for a real region. */
@@ -127,19 +308,34 @@ shmx_status shmx_plat_open(const char *path, int writable, shmx_map *out)
     out->base = (uint8_t *)p;
     out->size = (uint64_t)st.st_size;
     out->writable = writable;
+    guard_add(out);
     return SHMX_OK;
 }
 
 void shmx_plat_unmap(shmx_map *m)
 {
+    guard_remove(m);
     if (m->base) munmap(m->base, (size_t)m->size);
     m->base = NULL;
+}
+
+void shmx_plat_close_fd(shmx_map *m)
+{
+    if (m->guard >= 0) {
+        pthread_mutex_lock(&handler_mu);
+        guards[m->guard].fd = -1;
+        pthread_mutex_unlock(&handler_mu);
+    }
+    if (m->fd >= 0 && !shmx_plat_forked_since(m->fork_gen)) close(m->fd);
+    m->fd = -1;
 }
 
 void shmx_plat_close(shmx_map *m)
 {
     shmx_plat_unmap(m);
-    if (m->fd >= 0) close(m->fd);
+    /* In a child of fork() the descriptor was closed at the fork (its
+     * number may name another file by now). */
+    if (m->fd >= 0 && !shmx_plat_forked_since(m->fork_gen)) close(m->fd);
     m->fd = -1;
 }
 
@@ -160,6 +356,13 @@ shmx_status shmx_plat_rename(const char *from, const char *to, int replace)
 
 int shmx_plat_unlink(const char *path) { return unlink(path) == 0 ? 0 : -1; }
 
+int shmx_plat_same_file(const char *path, const shmx_map *m)
+{
+    struct stat a, b;
+    return m->fd >= 0 && stat(path, &a) == 0 && fstat(m->fd, &b) == 0 && a.st_ino == b.st_ino &&
+           a.st_dev == b.st_dev;
+}
+
 unsigned shmx_plat_remove_stale_temps(const char *region_path)
 {
     /* Split "<dir>/<name>"; the temporary names are "<name>~shmx-new-<pid>-<hex>". */
@@ -179,13 +382,18 @@ unsigned shmx_plat_remove_stale_temps(const char *region_path)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, prefix, (size_t)pn) != 0) continue;
-        char *end = NULL;
-        errno = 0;
-        unsigned long long pid = strtoull(e->d_name + pn, &end, 10);
-        if (errno || !end || *end != '-' || pid == 0 || pid > 0x7FFFFFFF) continue;
-        /* Its creator is gone: nobody will ever rename or remove it. */
-        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH && unlinkat(dirfd(d), e->d_name, 0) == 0)
+        /* Its creator holds the liveness lock from the moment it made the
+         * file (a zombie or a process of another pid namespace too, while
+         * it has the file open): a free lock means nobody will ever rename
+         * or remove it.  Not kill(pid, 0): pids of other namespaces lie. */
+        int fd = openat(dirfd(d), e->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0) continue;
+        struct stat a, b;
+        if (shmx_plat_lock(fd, SHMX_LOCK_SERVER) == 0 && fstat(fd, &a) == 0 &&
+            fstatat(dirfd(d), e->d_name, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev && unlinkat(dirfd(d), e->d_name, 0) == 0)
             removed++;
+        close(fd);
     }
     closedir(d);
     return removed;
@@ -276,6 +484,12 @@ uint64_t shmx_plat_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void shmx_plat_die(void)
+{
+    raise(SIGKILL);
+    _exit(137);
 }
 
 int shmx_plat_has_futex(void)

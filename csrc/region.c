@@ -198,6 +198,21 @@ static shmx_status schema_parse(const uint8_t *cur, const uint8_t *end, shmx_sch
     return SHMX_OK;
 }
 
+shmx_status shmx_schema_parse(const uint8_t *bytes, uint32_t used, shmx_schema *out)
+{
+    shmx_schema s;
+    memset(&s, 0, sizeof s);
+    shmx_status st = schema_parse(bytes, bytes + used, &s);
+    if (st != SHMX_OK) {
+        shmx_schema_free(&s);
+        return st;
+    }
+    s.hash = shmx_fnv1a64(bytes, used);
+    shmx_schema_free(out);
+    *out = s;
+    return SHMX_OK;
+}
+
 shmx_status shmx_schema_read(const shmx_region *r, shmx_schema *out)
 {
     shmx_global_header *gh = r->gh;
@@ -345,77 +360,4 @@ void shmx_header_fill(const shmx_region *r, shmx_header_info *info)
     } else {
         info->checksum_policy = SHMX_CHECKSUM_ALWAYS;
     }
-}
-
-uint32_t shmx_reader_liveness(const shmx_region *r, uint32_t i)
-{
-    shmx_reader_slot *rs = shmx_reader_at(r, i);
-    if (!shmx_load_acquire32(&rs->in_use)) return SHMX_DEAD;
-    if (rs->mark != SHMX_READER_MARK) return SHMX_UNKNOWN; /* legacy reader: no lock */
-    return shmx_plat_lock_probe(r->map.fd, SHMX_LOCK_READER(i));
-}
-
-void shmx_reader_fill(const shmx_region *r, uint32_t i, shmx_reader_info *out)
-{
-    shmx_reader_slot *rs = shmx_reader_at(r, i);
-    memset(out, 0, sizeof *out);
-    out->struct_size = (uint32_t)sizeof *out;
-    out->index = i;
-    out->in_use = shmx_load_acquire32(&rs->in_use) != 0;
-    out->reader_id = shmx_load_acquire64(&rs->reader_id);
-    out->heartbeat = shmx_load_acquire64(&rs->heartbeat);
-    out->last_frame_seen = shmx_load_acquire64(&rs->last_frame_seen);
-    out->legacy = out->in_use && rs->mark != SHMX_READER_MARK;
-    if (out->in_use && !out->legacy) {
-        out->pid = rs->pid;
-        out->frames_read = shmx_load_relaxed64(&rs->frames_read);
-        out->frames_dropped = shmx_load_relaxed64(&rs->frames_dropped);
-    }
-    out->alive = shmx_reader_liveness(r, i);
-}
-
-shmx_status shmx_readers_list(const shmx_region *r, shmx_reader_info *out, uint32_t cap,
-                              uint32_t *count)
-{
-    if (!count) return shmx_fail(SHMX_EINVAL, "readers: count is NULL");
-    uint32_t n = r->reader_slots < cap ? r->reader_slots : cap;
-    for (uint32_t i = 0; i < n && out; i++) {
-        shmx_reader_info info;
-        shmx_reader_fill(r, i, &info);
-        SHMX_COPY_OUT(&out[i], &info);
-    }
-    *count = r->reader_slots;
-    return SHMX_OK;
-}
-
-void shmx_reader_reap(const shmx_region *r, uint32_t i)
-{
-    shmx_reader_slot *rs = shmx_reader_at(r, i);
-    /* Claim the slot (1 -> 2) so two reapers never both decrement
-     * readers_connected; a legacy attacher only CASes 0 -> 1. */
-    if (!shmx_cas32(&rs->in_use, 1u, 2u)) return;
-    /* Between the caller's look and our claim another reaper may have
-     * freed the slot and a new reader taken it (it locks before it sets
-     * in_use): if the slot's lock is held now, it is that live reader's.
-     * A shmx 1.0.1 reader holds no lock, so this never spares one. */
-    if (r->ext && shmx_plat_lock_probe(r->map.fd, SHMX_LOCK_READER(i)) == SHMX_ALIVE) {
-        (void)shmx_cas32(&rs->in_use, 2u, 1u); /* fails only if it already left */
-        return;
-    }
-    if (r->ext && i < 64) {
-        uint64_t bit = 1ull << i;
-        for (uint32_t s = 0; s < r->slots; s++) shmx_fetch_and64(&shmx_slot_header(r, s)->pins, ~bit);
-    }
-    shmx_store_relaxed64(&rs->reader_id, 0);
-    shmx_store_relaxed64(&rs->heartbeat, 0);
-    shmx_store_relaxed64(&rs->last_frame_seen, 0);
-    rs->mark = 0;
-    rs->pid = 0;
-    rs->pid_start = 0;
-    shmx_store_relaxed64(&rs->frames_read, 0);
-    shmx_store_relaxed64(&rs->frames_dropped, 0);
-    /* Release: the cleared fields are visible before the slot is free;
-     * pairs with the attacher's CAS (seq_cst) on in_use. */
-    shmx_store_release32(&rs->in_use, 0);
-    shmx_fetch_sub32(&r->gh->readers_connected, 1);
 }

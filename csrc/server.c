@@ -3,11 +3,22 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 
+/* The producer trusts nothing it reads back from the region: every client
+ * maps it read-write.  What it needs to stay correct (geometry, schema and
+ * static bytes, each slot's seq and frame id, its ring read positions,
+ * frame_seq and write_index) lives here, in private memory; the region
+ * only receives copies.  Values read from the region (pins, reader slots,
+ * ring write positions) are hints, checked before use: a hostile writer
+ * can deny service, never move our writes or reads out of their area. */
 struct shmx_server {
     shmx_region r;
     shmx_schema schema;
+    uint8_t *static_priv;    /* our copy of the static directory bytes */
+    uint32_t static_used;    /* its length (the region's static_bytes_used is a copy) */
+    uint64_t *slot_seq;      /* per slot: the (even) seq we last stored */
+    uint64_t *slot_fid;      /* per slot: the frame id we last published there */
+    uint64_t *ctl_read;      /* per reader slot: our read position in its control ring */
     uint32_t *appended;      /* per schema entry: generation it was appended in */
     uint32_t checksum_policy;
     uint32_t uid;            /* high half of every frame token of this server */
@@ -28,6 +39,16 @@ struct shmx_server {
     uint32_t ctl_cursor;
     int closed;
 };
+
+static void free_private(shmx_server *s)
+{
+    shmx_schema_free(&s->schema);
+    free(s->appended);
+    free(s->static_priv);
+    free(s->slot_seq);
+    free(s->slot_fid);
+    free(s->ctl_read);
+}
 
 static uint32_t next_uid(void)
 {
@@ -107,42 +128,6 @@ static void write_static_dir(uint8_t *dst, const shmx_server_config *cfg)
     }
 }
 
-/* An existing region holds the name.  Returns SHMX_OK with *stale_fd set
- * (lock held) when its owner is dead and we may replace it. */
-static shmx_status check_existing(const char *path, int *stale_fd)
-{
-    shmx_region old;
-    memset(&old, 0, sizeof old);
-    old.map.fd = -1;
-    snprintf(old.path, sizeof old.path, "%s", path);
-    shmx_status st = shmx_plat_open(path, 1, &old.map);
-    if (st == SHMX_ENOENT) return SHMX_OK; /* vanished meanwhile: retry link */
-    if (st != SHMX_OK) return shmx_fail(SHMX_EEXIST, "'%s' exists and cannot be opened: %s", path, shmx_last_error());
-    st = shmx_region_validate(&old);
-    if (st != SHMX_OK || !old.ext) {
-        shmx_plat_close(&old.map);
-        if (st != SHMX_OK)
-            return shmx_fail(SHMX_EEXIST, "'%s' exists and is not a shmx region; remove it first", path);
-        return shmx_fail(SHMX_EEXIST,
-                         "'%s' exists and belongs to a shmx 1.0.1 server whose liveness is "
-                         "unknown; remove it first (shmx rm --force)",
-                         path);
-    }
-    uint64_t pid = old.ext->owner_pid;
-    int closed = shmx_load_acquire32(&old.ext->closed) != 0;
-    /* Taking the owner's lock ourselves both proves it is dead and keeps a
-     * second reclaimer out. */
-    int lk = shmx_plat_lock(old.map.fd, SHMX_LOCK_SERVER);
-    if (lk != 0 && !closed) {
-        shmx_plat_close(&old.map);
-        return shmx_fail(SHMX_EEXIST, "'%s' exists and its owner (pid %llu) is alive", path,
-                         (unsigned long long)pid);
-    }
-    shmx_plat_unmap(&old.map);
-    *stale_fd = old.map.fd;
-    return SHMX_OK;
-}
-
 shmx_status shmx_server_create(const char *name, const shmx_server_config *user_cfg,
                                shmx_server **out)
 {
@@ -189,28 +174,33 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
 
     shmx_server *s = calloc(1, sizeof *s);
     if (!s) return shmx_fail(SHMX_ENOMEM, "out of memory");
-    s->r.map.fd = -1;
+    s->r.map = (shmx_map)SHMX_MAP_NONE;
     snprintf(s->r.name, sizeof s->r.name, "%s", name);
     if (cfg.dir) snprintf(s->r.dir, sizeof s->r.dir, "%s", cfg.dir);
     st = shmx_plat_path(cfg.dir, name, s->r.path, sizeof s->r.path);
     if (st != SHMX_OK) { free(s); return st; }
     char tmp[SHMX_PATH_MAX + 64];
-    int n = snprintf(tmp, sizeof tmp, "%s~shmx-new-%llu-%08x", s->r.path,
-                     (unsigned long long)shmx_plat_pid(), (unsigned)shmx_plat_random64());
-    if (n < 0 || (size_t)n >= sizeof tmp) { free(s); return shmx_fail(SHMX_ENAME, "path too long"); }
     /* A creator killed before it named its region left its (fully
      * reserved) temporary file behind: free that memory now. */
     (void)shmx_plat_remove_stale_temps(s->r.path);
 
     /* Build the region under a temporary name, then give it the real name in
      * one step: no reader ever sees a half-initialised header. */
-    st = shmx_plat_create(tmp, total, cfg.mode, &s->r.map);
-    if (st != SHMX_OK) { free(s); return st; }
-    if (shmx_plat_lock(s->r.map.fd, SHMX_LOCK_SERVER) != 0) {
+    for (int attempt = 0;; attempt++) {
+        int n = snprintf(tmp, sizeof tmp, "%s~shmx-new-%llu-%08x", s->r.path,
+                         (unsigned long long)shmx_plat_pid(), (unsigned)shmx_plat_random64());
+        if (n < 0 || (size_t)n >= sizeof tmp) { free(s); return shmx_fail(SHMX_ENAME, "path too long"); }
+        st = shmx_plat_create(tmp, total, cfg.mode, &s->r.map);
+        if (st != SHMX_OK) { free(s); return st; }
+        /* Lock, then check the temporary name is still ours: a cleaner
+         * (remove_stale_temps in another creator) may have taken the
+         * file for a dead creator's before we locked it. */
+        if (shmx_plat_lock(s->r.map.fd, SHMX_LOCK_SERVER) == 0 && shmx_plat_same_file(tmp, &s->r.map)) break;
         shmx_plat_close(&s->r.map);
-        shmx_plat_unlink(tmp);
-        free(s);
-        return shmx_fail(SHMX_ESYS, "cannot take the liveness lock of '%s'", tmp);
+        if (attempt == 3) {
+            free(s);
+            return shmx_fail(SHMX_ESYS, "cannot take the liveness lock of a new region for '%s'", name);
+        }
     }
     uint8_t *base = s->r.map.base;
     shmx_global_header *gh = (shmx_global_header *)base;
@@ -253,27 +243,26 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
     __atomic_store_n(&gh->magic, SHMX_MAGIC, __ATOMIC_RELEASE);
 
     st = shmx_region_validate(&s->r);
-    if (st == SHMX_OK) st = shmx_schema_read(&s->r, &s->schema);
     if (st == SHMX_OK) {
-        for (int attempt = 0; attempt < 4; attempt++) {
-            st = shmx_plat_rename(tmp, s->r.path, 0);
-            if (st != SHMX_EEXIST) break;
-            int stale_fd = -1;
-            st = check_existing(s->r.path, &stale_fd);
-            if (st != SHMX_OK) break;
-            if (stale_fd < 0) continue; /* it vanished: try the exclusive name again */
-            st = shmx_plat_rename(tmp, s->r.path, 1);
-            shmx_map m = {stale_fd, NULL, 0, 1};
-            shmx_plat_close(&m); /* releases the dead owner's lock we took */
-            break;
-        }
+        s->static_priv = calloc(1, s->r.static_cap ? s->r.static_cap : 1);
+        s->slot_seq = calloc(s->r.slots, sizeof *s->slot_seq);
+        s->slot_fid = calloc(s->r.slots, sizeof *s->slot_fid);
+        s->ctl_read = calloc(s->r.reader_slots ? s->r.reader_slots : 1, sizeof *s->ctl_read);
+        if (!s->static_priv || !s->slot_seq || !s->slot_fid || !s->ctl_read)
+            st = shmx_fail(SHMX_ENOMEM, "out of memory");
     }
+    if (st == SHMX_OK) {
+        s->static_used = (uint32_t)dir_bytes;
+        if (dir_bytes) memcpy(s->static_priv, base + static_off, (size_t)dir_bytes);
+        st = shmx_schema_parse(s->static_priv, s->static_used, &s->schema);
+    }
+    if (st == SHMX_OK) st = shmx_name_take(tmp, s->r.path);
     if (st != SHMX_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", shmx_last_error());
         shmx_plat_close(&s->r.map);
         shmx_plat_unlink(tmp);
-        shmx_schema_free(&s->schema);
+        free_private(s);
         free(s);
         return shmx_fail(st, "create '%s': %s", name, msg);
     }
@@ -303,6 +292,9 @@ static uint32_t next_futex_word(shmx_server *s)
 
 static void server_close(shmx_server *s, int unmap)
 {
+    /* In a child of fork() the region, its name and its lock are the
+     * parent's: only our own memory is let go. */
+    if (shmx_plat_forked_since(s->r.map.fork_gen)) s->closed = 1;
     if (!s->closed && s->r.map.base) {
         s->closed = 1;
         shmx_ext_header *ext = s->r.ext;
@@ -310,19 +302,15 @@ static void server_close(shmx_server *s, int unmap)
         shmx_store_release32(&ext->closed, 1);
         next_futex_word(s);
         shmx_plat_wake_all(&ext->frame_futex);
-        /* Unlink only if the name still refers to our file. */
-        struct stat a, b;
-        if (stat(s->r.path, &a) == 0 && fstat(s->r.map.fd, &b) == 0 && a.st_ino == b.st_ino &&
-            a.st_dev == b.st_dev)
-            shmx_plat_unlink(s->r.path);
+        /* Unlink only if the name still refers to our file (we hold its
+         * lock, so nobody else can have renamed over it meanwhile). */
+        if (shmx_plat_same_file(s->r.path, &s->r.map)) shmx_plat_unlink(s->r.path);
         shmx_plat_unlock(s->r.map.fd, SHMX_LOCK_SERVER);
     }
     if (unmap) {
         shmx_plat_close(&s->r.map);
-    } else if (s->r.map.fd >= 0) {
-        shmx_map m = {s->r.map.fd, NULL, 0, 1};
-        shmx_plat_close(&m);
-        s->r.map.fd = -1;
+    } else {
+        shmx_plat_close_fd(&s->r.map);
     }
 }
 
@@ -335,8 +323,7 @@ void shmx_server_free(shmx_server *s)
 {
     if (!s) return;
     server_close(s, 1);
-    shmx_schema_free(&s->schema);
-    free(s->appended);
+    free_private(s);
     free(s);
 }
 
@@ -348,6 +335,13 @@ static shmx_status check_open(shmx_server *s, const char *what)
 {
     if (!s) return shmx_fail(SHMX_EINVAL, "%s: server is NULL", what);
     if (s->closed) return shmx_fail(SHMX_ECLOSED, "%s: server '%s' was destroyed", what, s->r.name);
+    if (shmx_plat_forked_since(s->r.map.fork_gen))
+        return shmx_fail(SHMX_EFORK, "%s: server '%s' was created before fork(); only the parent can use it",
+                         what, s->r.name);
+    if (shmx_plat_map_lost(&s->r.map))
+        return shmx_fail(SHMX_ECORRUPT,
+                         "%s: region '%s' was truncated by another process; destroy this server and create "
+                         "it again", what, s->r.name);
     return SHMX_OK;
 }
 
@@ -377,8 +371,7 @@ static int try_claim(shmx_server *s, uint32_t cand)
         s->skipped_pinned = 1;
         return 0;
     }
-    uint64_t seq = shmx_load_relaxed64(&fh->seq); /* only we write it */
-    if (SHMX_SEQ_WRITING(seq)) seq++;             /* left odd by an abandoned frame */
+    uint64_t seq = s->slot_seq[cand]; /* our own copy: the region's may be forged */
     /* seq_cst RMW, then seq_cst load of pins: pairs with pin_slot()'s
      * seq_cst fetch_or of pins, then seq_cst load of seq.  Being an acquire
      * too, the RMW keeps our payload writes after it. */
@@ -392,6 +385,9 @@ static int try_claim(shmx_server *s, uint32_t cand)
     }
     s->cur_slot = cand;
     s->cur_seq = seq + 1;
+    /* An abandoned frame leaves the slot odd; its next claim starts from
+     * the even value after it. */
+    s->slot_seq[cand] = seq + 2;
     return 1;
 }
 
@@ -417,7 +413,7 @@ static uint32_t warm_slot(shmx_server *s)
     uint64_t best_id = 0;
     for (uint32_t k = 0; k < r->slots; k++) {
         if (k == s->last_slot) continue;
-        uint64_t fid = shmx_load_relaxed64(&shmx_slot_header(r, k)->frame_id); /* only we write it */
+        uint64_t fid = s->slot_fid[k];
         if (fid < passed && (best == r->slots || fid > best_id)) {
             best = k;
             best_id = fid;
@@ -440,7 +436,7 @@ static int claim_oldest(shmx_server *s)
         uint32_t best = n;
         uint64_t best_id = 0;
         for (uint32_t k = 0; k < n; k++) {
-            uint64_t fid = shmx_load_relaxed64(&shmx_slot_header(r, k)->frame_id); /* only we write it */
+            uint64_t fid = s->slot_fid[k];
             if (prev < n && (fid < prev_id || (fid == prev_id && k <= prev))) continue;
             if (best == n || fid < best_id) {
                 best = k;
@@ -642,6 +638,7 @@ shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
               (s->checksum_policy == SHMX_CHECKSUM_AUTO && legacy_readers_attached(s));
     fh->checksum = sum ? shmx_checksum32(payload, s->used) : 0;
     uint64_t fid = ++s->frame_seq;
+    s->slot_fid[s->cur_slot] = fid;
     shmx_store_relaxed64(&fh->frame_id, fid);
     /* Seq even again: payload and header become visible to a reader whose
      * acquire load of seq sees this value. */
@@ -684,24 +681,31 @@ shmx_status shmx_server_write_static(shmx_server *s, const void *data, uint32_t 
     if (st != SHMX_OK) return st;
     if (bytes == 0) return SHMX_OK;
     if (!data) return shmx_fail(SHMX_EINVAL, "write_static_append: data is NULL");
-    shmx_global_header *gh = s->r.gh;
-    uint32_t used = gh->static_bytes_used;
+    /* Our own length, never the region's static_bytes_used: anyone can
+     * write that, and it would aim this copy anywhere. */
+    uint32_t used = s->static_used;
     if (bytes > s->r.static_cap - used)
         return shmx_fail(SHMX_ETOOBIG, "write_static_append: %u bytes do not fit, %u of %u used", bytes, used,
                          s->r.static_cap);
+    memcpy(s->static_priv + used, data, bytes);
+    s->static_used = used + bytes;
+    shmx_global_header *gh = s->r.gh;
     uint8_t *base = s->r.map.base + s->r.static_offset;
-    memcpy(base + used, data, bytes);
-    /* The appended bytes are visible before the new length; pairs with the
-     * acquire load of static_bytes_used in shmx_schema_read. */
-    shmx_store_release32(&gh->static_bytes_used, used + bytes);
-    gh->static_hash = shmx_fnv1a64(base, used + bytes);
+    /* Rewrite the whole directory from our copy, so a reader also gets
+     * back what a hostile writer changed before it. */
+    memcpy(base, s->static_priv, s->static_used);
+    /* The directory bytes are visible before the new length; pairs with
+     * the acquire load of static_bytes_used in shmx_schema_read. */
+    shmx_store_release32(&gh->static_bytes_used, s->static_used);
+    gh->static_hash = shmx_fnv1a64(s->static_priv, s->static_used);
     /* Pairs with the acquire/compare of static_gen in shmx_schema_read. */
     shmx_fetch_add32(&gh->static_gen, 1);
-    /* A valid appended stream descriptor extends the schema. */
+    /* A valid appended stream descriptor extends the schema.  The parse
+     * reads our copy, which only ever grows, so it never loses a stream. */
     shmx_schema fresh;
     memset(&fresh, 0, sizeof fresh);
-    if (shmx_schema_read(&s->r, &fresh) == SHMX_OK && fresh.count != s->schema.count) {
-        uint32_t *na = calloc(fresh.count ? fresh.count : 1, sizeof *na);
+    if (shmx_schema_parse(s->static_priv, s->static_used, &fresh) == SHMX_OK && fresh.count > s->schema.count) {
+        uint32_t *na = calloc(fresh.count, sizeof *na);
         if (na) {
             memcpy(na, s->appended, s->schema.count * sizeof *na);
             free(s->appended);
@@ -717,10 +721,19 @@ shmx_status shmx_server_write_static(shmx_server *s, const void *data, uint32_t 
 
 /* ----------------------------------------------------------------- control */
 
-static int ring_has_data(const shmx_region *r, uint32_t i)
+static int ring_has_data(const shmx_server *s, uint32_t i)
 {
-    shmx_control_head *h = (shmx_control_head *)shmx_control_at(r, i);
-    return shmx_load_acquire64(&h->write) != shmx_load_relaxed64(&h->read);
+    shmx_control_head *h = (shmx_control_head *)shmx_control_at(&s->r, i);
+    return shmx_load_acquire64(&h->write) != s->ctl_read[i];
+}
+
+/* Hand ring space back to the client: our read position, stored from our
+ * own copy.  Release: the body was copied out before; pairs with the
+ * client's acquire load of read in send_control. */
+static void ring_consumed(shmx_server *s, shmx_control_head *h, uint32_t i, uint64_t rd)
+{
+    s->ctl_read[i] = rd;
+    shmx_store_release64(&h->read, rd);
 }
 
 shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void *buf, uint32_t buf_cap)
@@ -736,12 +749,21 @@ shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void
         uint32_t i = (s->ctl_cursor + k) % r->reader_slots;
         uint8_t *c = shmx_control_at(r, i);
         shmx_control_head *h = (shmx_control_head *)c;
-        uint64_t rd = shmx_load_relaxed64(&h->read); /* only the server writes it */
+        uint64_t rd = s->ctl_read[i]; /* ours: the region's copy may be forged */
         /* Pairs with the client's store-release of write after the body. */
         uint64_t wv = shmx_load_acquire64(&h->write);
-        if (wv - rd > ring) { /* corrupt counters: drop what is there */
-            shmx_store_release64(&h->read, wv);
-            continue;
+        if (wv - rd > ring) {
+            /* The client's write position is not within a ring of ours:
+             * its counters were rewritten (or the ring was reset).  Resume
+             * from the read position the region shows if that one is
+             * consistent with write (parsing is bounds-checked either
+             * way), else drop what is there. */
+            uint64_t hint = shmx_load_relaxed64(&h->read);
+            if (wv - hint > ring) {
+                ring_consumed(s, h, i, wv);
+                continue;
+            }
+            rd = hint;
         }
         while (rd != wv) {
             /* rd only moves forward by at most what is left, so it meets wv
@@ -766,7 +788,7 @@ shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void
             if (body > left) { rd = wv; break; }
             if (tlv.type == 0) { rd += body; continue; }
             if (tlv.length > buf_cap || (tlv.length && !buf)) {
-                shmx_store_release64(&h->read, rd);
+                ring_consumed(s, h, i, rd);
                 /* Only if the caller's struct has the field (struct_size
                  * rule): an older, smaller struct must not be written past. */
                 if (msg->struct_size == 0 ||
@@ -781,14 +803,12 @@ shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void
             m.reader_index = i;
             m.reader_id = shmx_load_acquire64(&shmx_reader_at(r, i)->reader_id);
             if (tlv.length) memcpy(buf, c + off + sizeof tlv, tlv.length);
-            /* The body is copied out before the space is handed back; pairs
-             * with the client's acquire load of read. */
-            shmx_store_release64(&h->read, rd + body);
+            ring_consumed(s, h, i, rd + body);
             SHMX_COPY_OUT(msg, &m);
             s->ctl_cursor = (i + 1) % r->reader_slots;
             return SHMX_OK;
         }
-        shmx_store_release64(&h->read, rd);
+        ring_consumed(s, h, i, rd);
     }
     return SHMX_EAGAIN;
 }
@@ -804,7 +824,7 @@ shmx_status shmx_server_wait_control(shmx_server *s, int64_t timeout_ns)
     for (;;) {
         uint32_t word = shmx_load_acquire32(&ext->control_futex);
         for (uint32_t i = 0; i < r->reader_slots; i++)
-            if (ring_has_data(r, i)) return SHMX_OK;
+            if (ring_has_data(s, i)) return SHMX_OK;
         uint64_t now = shmx_plat_now_ns();
         if (now >= deadline) return SHMX_ETIMEDOUT;
         uint64_t left = deadline - now;
@@ -814,7 +834,7 @@ shmx_status shmx_server_wait_control(shmx_server *s, int64_t timeout_ns)
          * client's seq_cst bump of control_futex then load of waiters. */
         shmx_fetch_add32(&ext->control_waiters, 1);
         int has = 0;
-        for (uint32_t i = 0; i < r->reader_slots && !has; i++) has = ring_has_data(r, i);
+        for (uint32_t i = 0; i < r->reader_slots && !has; i++) has = ring_has_data(s, i);
         if (!has) shmx_plat_wait(&ext->control_futex, word, (int64_t)(left > INT64_MAX ? INT64_MAX : left));
         shmx_fetch_sub32(&ext->control_waiters, 1);
         if (has) return SHMX_OK;
@@ -827,14 +847,7 @@ static uint32_t reap_dead(shmx_server *s)
 {
     uint32_t n = 0;
     s->last_reap_ns = shmx_plat_now_ns();
-    for (uint32_t i = 0; i < s->r.reader_slots; i++) {
-        shmx_reader_slot *rs = shmx_reader_at(&s->r, i);
-        if (shmx_load_acquire32(&rs->in_use) == 1u && rs->mark == SHMX_READER_MARK &&
-            shmx_plat_lock_probe(s->r.map.fd, SHMX_LOCK_READER(i)) == SHMX_DEAD) {
-            shmx_reader_reap(&s->r, i);
-            n++;
-        }
-    }
+    for (uint32_t i = 0; i < s->r.reader_slots; i++) n += (uint32_t)shmx_reader_reclaim(&s->r, i);
     return n;
 }
 
@@ -859,16 +872,7 @@ shmx_status shmx_server_reap_stale_readers(shmx_server *s, uint64_t now_ns, uint
     shmx_status st = check_open(s, "reap_stale_readers");
     if (st != SHMX_OK) return st;
     uint32_t n = reap_dead(s);
-    for (uint32_t i = 0; i < s->r.reader_slots; i++) {
-        shmx_reader_slot *rs = shmx_reader_at(&s->r, i);
-        if (shmx_load_acquire32(&rs->in_use) != 1u || rs->mark == SHMX_READER_MARK) continue;
-        /* A shmx 1.0.1 reader has no lock: its heartbeat is all we know. */
-        uint64_t hb = shmx_load_acquire64(&rs->heartbeat);
-        if (hb != 0 && now_ns > hb && now_ns - hb > timeout_ns) {
-            shmx_reader_reap(&s->r, i);
-            n++;
-        }
-    }
+    for (uint32_t i = 0; i < s->r.reader_slots; i++) n += (uint32_t)shmx_reader_evict(&s->r, i, now_ns, timeout_ns);
     if (reaped) *reaped = n;
     return SHMX_OK;
 }

@@ -13,9 +13,9 @@ from ._common import (DT_BF16, DT_BOOL, DT_F16, DT_F32, DT_F64, DT_I8, DT_I16, D
 from ._shmx import ffi as _ffi
 from ._shmx import lib as _lib
 from .client import Client, connect
-from .errors import (BusyError, CorruptRegionError, InvalidArgumentError, NoSpaceError,
-                     RegionExistsError, RegionNotFoundError, ServerGoneError, ShmxError,
-                     ShmxPermissionError, ShmxTimeoutError)
+from .errors import (BusyError, CorruptRegionError, ForkedError, InvalidArgumentError,
+                     NoSpaceError, ReaderEvictedError, RegionExistsError, RegionNotFoundError,
+                     ServerGoneError, ShmxError, ShmxPermissionError, ShmxTimeoutError)
 from .inspector import Inspector
 from .server import Server, serve
 
@@ -33,6 +33,6 @@ __all__ = [
     "create_stream_spec", "dtype_to_string", "layout_to_string", "default_shm_dir",
     "ShmxError", "RegionExistsError", "RegionNotFoundError", "ShmxPermissionError",
     "InvalidArgumentError", "CorruptRegionError", "NoSpaceError", "ShmxTimeoutError",
-    "ServerGoneError", "BusyError",
+    "ServerGoneError", "BusyError", "ForkedError", "ReaderEvictedError",
     "__version__", "VERSION_MAJOR", "VERSION_MINOR",
 ]

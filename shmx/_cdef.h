@@ -5,7 +5,7 @@ typedef enum shmx_status {
     SHMX_OK, SHMX_EINVAL, SHMX_ENAME, SHMX_ENOENT, SHMX_EEXIST, SHMX_EACCES, SHMX_ENOSPC,
     SHMX_ECORRUPT, SHMX_EVERSION, SHMX_ETOOBIG, SHMX_ESTREAM, SHMX_ESIZE, SHMX_EFULL,
     SHMX_EHANDLE, SHMX_EAGAIN, SHMX_ETIMEDOUT, SHMX_ECLOSED, SHMX_ENOREADER, SHMX_EBUSY,
-    SHMX_ELEGACY, SHMX_ESYS, SHMX_ENOMEM, SHMX_EDUP, ...
+    SHMX_ELEGACY, SHMX_ESYS, SHMX_ENOMEM, SHMX_EDUP, SHMX_EFORK, SHMX_EEVICTED, ...
 } shmx_status;
 
 #define SHMX_VERSION_MAJOR ...
@@ -36,6 +36,7 @@ const char *shmx_layout_name(uint32_t layout);
 shmx_status shmx_check_name(const char *name);
 uint32_t shmx_checksum32(const void *data, size_t bytes);
 uint64_t shmx_now_ns(void);
+int shmx_set_fault_handler(int enable);
 
 typedef struct shmx_server shmx_server;
 typedef struct shmx_client shmx_client;

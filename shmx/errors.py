@@ -56,6 +56,18 @@ class BusyError(ShmxError, BlockingIOError):
     """No room right now: every slot pinned, a control ring full, no reader slot."""
 
 
+class ForkedError(ShmxError, RuntimeError):
+    """The object was made before ``os.fork()``: in the child it is dead (it
+    never touches the parent's region, pins or locks).  Make a new one in
+    the child."""
+
+
+class ReaderEvictedError(ServerGoneError):
+    """The server evicted this reader (``reap_stale_readers``: its heartbeat
+    was older than the server's timeout).  Close the client and open a new
+    one."""
+
+
 _BY_STATUS: Dict[int, Type[ShmxError]] = {
     lib.SHMX_EEXIST: RegionExistsError,
     lib.SHMX_ENOENT: RegionNotFoundError,
@@ -75,6 +87,8 @@ _BY_STATUS: Dict[int, Type[ShmxError]] = {
     lib.SHMX_EBUSY: BusyError,
     lib.SHMX_EFULL: BusyError,
     lib.SHMX_ENOREADER: BusyError,
+    lib.SHMX_EFORK: ForkedError,
+    lib.SHMX_EEVICTED: ReaderEvictedError,
 }
 
 

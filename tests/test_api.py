@@ -1088,15 +1088,44 @@ def test_snapshot_readers(name, make_server, make_client):
     assert used == [c2.reader_id]
 
 
-def test_reap_stale_readers_keeps_live_readers(name, make_server, make_client):
+def test_reap_stale_readers_keeps_fresh_readers(name, make_server, make_client):
     server = make_server(name)
     client = make_client(name)
     publish(server, b"x")
-    n = server.reap_stale_readers(time.monotonic_ns() + 10 ** 12, 0)
+    assert client.get_latest_frame() is not None  # a read is a heartbeat
+    n = server.reap_stale_readers(time.monotonic_ns(), 10 ** 10)
     assert type(n) is int and n == 0
     assert server.get_header_info()["readers_connected"] == 1
     assert client.get_latest_frame() is not None
     assert server.reap_stale_readers("now", 0) == 0 and server.last_error
+
+
+def test_reap_stale_readers_evicts_a_silent_reader(name, make_server, make_client):
+    """The documented semantics: a reader whose heartbeat is older than the
+    timeout is evicted even though its process lives; its pin goes, and its
+    next call says so (it never reads a slot being rewritten)."""
+    server = make_server(name, slots=1)
+    client = make_client(name)
+    publish(server, b"held")
+    assert client.get_latest_frame() is not None
+    # The only slot is pinned: the producer cannot start a frame.
+    assert server.begin_frame() is None and "pinned" in server.last_error
+    n = server.reap_stale_readers(time.monotonic_ns() + 10 ** 12, 10 ** 9)
+    assert n == 1
+    assert server.get_header_info()["readers_connected"] == 0
+    rows = [r for r in server.snapshot_readers() if r["in_use"]]
+    assert len(rows) == 1 and rows[0]["alive"] is True  # its slot, until it closes
+    # Its pin is gone: the producer has its slot back.
+    for i in range(4):
+        publish(server, bytes([i]) * 4)
+    assert client.read_next() is None and "evicted" in client.last_error
+    assert client.get_latest_frame() is None and "evicted" in client.last_error
+    assert client.wait_frame(0.05) is None and "evicted" in client.last_error
+    client.close()
+    assert not [r for r in server.snapshot_readers() if r["in_use"]]
+    fresh = make_client(name)
+    assert fresh.get_latest_frame()["__metadata__"]["frame_id"] == 5
+    assert server.get_header_info()["readers_connected"] == 1
 
 
 # ----------------------------------------------------------- publish, loan

@@ -356,17 +356,24 @@ def test_region_is_fully_reserved_up_front(name, tmp_path):
 def test_create_removes_temporaries_of_dead_creators(name, tmp_path):
     # A creator killed between making its (fully reserved) temporary file and
     # naming it leaves "<name>~shmx-new-<pid>-<hex>"; the next create of that
-    # name frees it.  Files of live creators and of other names stay.
+    # name frees it.  A live creator holds the file's liveness lock from the
+    # moment it made it, and that lock, not the pid in the name (which lies
+    # across pid namespaces, and about zombies), is what keeps it.
     gone = subprocess.Popen(["true"])
     gone.wait()
     dead_tmp = tmp_path / f"{name}~shmx-new-{gone.pid}-0badf00d"
-    live_tmp = tmp_path / f"{name}~shmx-new-{os.getpid()}-12345678"
+    live_tmp = tmp_path / f"{name}~shmx-new-{gone.pid}-12345678"
     other_tmp = tmp_path / f"{name}x~shmx-new-{gone.pid}-0badf00d"
     for f in (dead_tmp, live_tmp, other_tmp):
         f.write_bytes(b"\0" * 4096)
+    import fcntl
+    holder = open(live_tmp, "r+b")
+    # The lock byte of the server's liveness lock (platform_posix.c).
+    fcntl.lockf(holder, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 1 << 40)
     with shmx.serve(name, U8, frame_bytes_cap=64, shm_dir=str(tmp_path)):
         assert not dead_tmp.exists()
         assert live_tmp.exists() and other_tmp.exists()
+    holder.close()
     live_tmp.unlink()
     other_tmp.unlink()
     assert os.listdir(tmp_path) == []

@@ -337,10 +337,14 @@ RING_CHILD = """
         raw.write(struct.pack("<QQ", rd, wv) + body)
         raw.flush()
         s.poll_control()
-    # ... and the ring works again for the honest client.
+    # ... and the ring works again for the honest client.  The server keeps
+    # its own read position, so after counters forged back to 0 the first
+    # message may fall in the gap between the two and be dropped.
     raw.seek(control_off)
     raw.write(struct.pack("<QQ", 0, 0))
     raw.flush()
+    assert c.send_control(shmx.TLV_CONTROL_USER + 1, b"resync")
+    s.poll_control()
     assert c.send_control(shmx.TLV_CONTROL_USER + 1, b"after")
     msgs = s.poll_control()
     print("after", [(m["type"], m["data"]) for m in msgs], flush=True)
@@ -355,5 +359,7 @@ def test_hostile_control_ring_cannot_hang_the_server(name, tmp_path):
                         str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == "polled []"
+    # The server keeps its own read position: the forged one neither hangs
+    # it nor loses the honest message already in the ring.
+    assert lines[0].startswith("polled [{") and "b'before'" in lines[0]
     assert lines[1] == f"after [({shmx.TLV_CONTROL_USER + 1}, b'after')]"

@@ -507,7 +507,7 @@ def cacheline_limits(build: str, quick: bool) -> Dict[str, Any]:
 
 
 def c_latest(build: str, quick: bool) -> Dict[str, Any]:
-    srcs = [CSRC / f for f in ("common.c", "region.c", "server.c", "client.c", "inspector.c", "platform_posix.c")]
+    srcs = [CSRC / f for f in ("common.c", "region.c", "create.c", "readers.c", "server.c", "client.c", "inspector.c", "platform_posix.c")]
     exe = compile_c(build, "latest_micro", [C_DIR / "latest_micro.c", *srcs],
                     [f"-I{CSRC / 'include'}", f"-I{CSRC}"])
     try:

@@ -73,10 +73,12 @@ extern "C" {
     X(ELEGACY, -19, "not supported on a legacy (shmx 1.0.1) region")          \
     X(ESYS, -20, "system call failed")                                        \
     X(ENOMEM, -21, "out of memory")                                           \
-    X(EDUP, -22, "duplicate stream")
+    X(EDUP, -22, "duplicate stream")                                          \
+    X(EFORK, -23, "handle inherited across fork() cannot be used")           \
+    X(EEVICTED, -24, "this reader was evicted by the server")
 
 #define SHMX_X_ENUM_(name, value, msg) SHMX_##name = value,
-typedef enum shmx_status { SHMX_STATUS_LIST(SHMX_X_ENUM_) SHMX_STATUS_MIN_ = -22 } shmx_status;
+typedef enum shmx_status { SHMX_STATUS_LIST(SHMX_X_ENUM_) SHMX_STATUS_MIN_ = -24 } shmx_status;
 #undef SHMX_X_ENUM_
 
 /* Short message for a status ("stream id not in the schema"). */
@@ -133,6 +135,19 @@ SHMX_API shmx_status shmx_check_name(const char *name);
 SHMX_API uint32_t shmx_checksum32(const void *data, size_t bytes);
 /* CLOCK_MONOTONIC in nanoseconds (the heartbeat clock). */
 SHMX_API uint64_t shmx_now_ns(void);
+/* The truncation guard.  Another process can shrink a region's file under
+ * a live mapping; touching a page past the new end raises SIGBUS.  By
+ * default libshmx installs, at its first mapping, a SIGBUS handler that
+ * checks whether the address lies in a shmx mapping: if so it maps zero
+ * pages over the part the file lost (held views then read zeros), and the
+ * next call on that handle fails with SHMX_ECORRUPT; any other SIGBUS is
+ * passed to the handler installed before (or the default action).
+ * shmx_set_fault_handler(0) removes it (restoring the previous handler)
+ * and keeps it from being installed; 1 installs it now.  The environment
+ * variable SHMX_FAULT_HANDLER=0 has the effect of a 0 before the first
+ * mapping.  Returns whether it was installed.  POSIX only (Windows cannot
+ * shrink a mapped file).  Since 1.2. */
+SHMX_API int shmx_set_fault_handler(int enable);
 
 /* ----------------------------------------------------------------- types */
 
