@@ -130,15 +130,19 @@ static void fork_prepare(void) { pthread_mutex_lock(&handler_mu); }
 static void fork_parent(void) { pthread_mutex_unlock(&handler_mu); }
 static void fork_child(void)
 {
-    /* Only this thread exists now.  Closing our copies of the descriptors
-     * drops the child's references to the parent's open file descriptions,
-     * so the liveness locks held there end with the parent. */
+    /* Only this thread exists now.  The liveness locks are OFD locks: they
+     * end when the last reference to the open file description goes, and
+     * a descriptor is one reference, a shared mapping of the file another.
+     * So the child closes its copies of the descriptors and puts zero
+     * pages over its copies of the mappings (its views then read zeros
+     * instead of crashing); the locks held there end with the parent. */
     for (int i = 0; i < GUARD_MAX; i++) {
         guard_entry *g = &guards[i];
-        if (__atomic_load_n(&g->state, __ATOMIC_ACQUIRE) == GUARD_ACTIVE && g->fd >= 0) {
-            close(g->fd);
-            g->fd = -1;
-        }
+        if (__atomic_load_n(&g->state, __ATOMIC_ACQUIRE) != GUARD_ACTIVE) continue;
+        if (g->fd >= 0) close(g->fd);
+        g->fd = -1;
+        (void)mmap((void *)g->base, g->size, PROT_READ | PROT_WRITE,
+                   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     }
     __atomic_fetch_add(&shmx_plat_fork_gen, 1u, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&handler_mu);

@@ -18,7 +18,8 @@ from _clib import (SANITIZER_ENV, TESTS_C, build_library, compile_c, leftovers, 
                    run, session_dir)
 
 # program -> seconds it may take in a plain build (sanitizers get 4x)
-PROGRAMS = {"test_api": 30, "test_stress_frames": 60, "test_stress_control": 60}
+PROGRAMS = {"test_api": 30, "test_stress_frames": 60, "test_stress_control": 60,
+            "test_stress_reclaim": 60}
 THREADED = {"test_api", "test_stress_frames", "test_stress_control"}
 VARIANTS = {"plain": None, "asan-ubsan": "address,undefined", "tsan": "thread"}
 
@@ -39,6 +40,7 @@ def test_c_program(program: str, variant: str, tmp_path: Path,
     env["SHMX_TEST_PREFIX"] = prefix
     # Sanitizers slow the stress loops down: fewer seconds, same checks.
     env["SHMX_TEST_SECONDS"] = "1.0" if sanitize else "1.5"
+    env["SHMX_TEST_ROUNDS"] = "250" if sanitize else "1000"
     timeout = PROGRAMS[program] * (4 if sanitize else 1)
     proc = run([exe], timeout=timeout, env=env, check=False)
     if (proc.returncode != 0 and sanitize == "address,undefined"

@@ -1547,6 +1547,93 @@ static void test_thread_local_error_and_dir(void)
     CHECK(rmdir(dir) == 0); /* fails if the region was left behind */
 }
 
+/* ----------------------------------------------------------------- fork */
+
+/* What fork() does (shmx.h): every handle made before it is dead in the
+ * child; it touches nothing of the parent's, and the child does not keep
+ * the parent's liveness locks. */
+static void test_fork(void)
+{
+    char name[128];
+    t_name(name, sizeof name, "fork");
+    shmx_server_config cfg;
+    base_config(&cfg);
+    cfg.slots = 2;
+    shmx_server *s = NULL;
+    shmx_client *a = NULL;
+    REQUIRE_OK(shmx_server_create(name, &cfg, &s));
+    REQUIRE_OK(shmx_client_open(name, NULL, &a));
+    publish_one(s, 64, 7, 1, 0.0);
+    shmx_frame_info fi;
+    fi.struct_size = sizeof fi;
+    CHECK_OK(shmx_client_latest(a, &fi));
+    shmx_stream_view v;
+    v.struct_size = sizeof v;
+    CHECK_OK(shmx_client_frame_stream(a, 0, &v));
+    uint8_t before[64];
+    memcpy(before, v.data, sizeof before);
+
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int bad = 0;
+        shmx_frame_info cfi;
+        cfi.struct_size = sizeof cfi;
+        bad |= shmx_client_latest(a, &cfi) != SHMX_EFORK;
+        bad |= strstr(shmx_last_error(), "fork()") == NULL;
+        uint8_t px = 1;
+        bad |= shmx_server_publish_stream(s, ID_PIXELS, &px, 1, 0.0) != SHMX_EFORK;
+        shmx_client_close(a);    /* frees our copy, leaves the parent's pin and slot */
+        shmx_server_destroy(s);  /* neither unlinks nor marks the parent's region closed */
+        _exit(bad ? 1 : 0);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(file_exists(name));
+    /* Our pin survived the child: the producer writes around it. */
+    for (uint64_t k = 2; k < 12; k++) publish_one(s, 64, 9, k, 0.0);
+    CHECK(memcmp(v.data, before, sizeof before) == 0);
+    CHECK(shmx_client_server_alive(a) == SHMX_ALIVE);
+    CHECK_OK(shmx_client_latest(a, &fi));
+    CHECK(fi.frame_id == 11);
+    shmx_client_close(a);
+    shmx_server_destroy(s);
+    CHECK(!file_exists(name));
+
+    /* A producer whose child lives on after the producer died: the child
+     * must not keep the region's liveness lock. */
+    int hold[2];
+    REQUIRE(pipe(hold) == 0);
+    pid_t producer = fork();
+    REQUIRE(producer >= 0);
+    if (producer == 0) {
+        shmx_server *ps = NULL;
+        if (shmx_server_create(name, &cfg, &ps) != SHMX_OK) _exit(3);
+        pid_t child = fork();
+        if (child == 0) {
+            char c;
+            close(hold[1]);
+            (void)!read(hold[0], &c, 1); /* lives until the test closes the pipe */
+            _exit(0);
+        }
+        _exit(child > 0 ? 0 : 4); /* dies without destroy */
+    }
+    close(hold[0]);
+    REQUIRE(waitpid(producer, &status, 0) == producer);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    shmx_client *c = NULL;
+    REQUIRE_OK(shmx_client_open(name, NULL, &c));
+    CHECK(shmx_client_server_alive(c) == SHMX_DEAD);
+    shmx_client_close(c);
+    shmx_server *again = NULL;
+    CHECK_OK(shmx_server_create(name, &cfg, &again)); /* the stale region is reclaimed */
+    shmx_server_destroy(again);
+    close(hold[1]);
+    while (wait(NULL) > 0) {
+    }
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -1567,5 +1654,6 @@ int main(void)
     test_write_static();
     test_corrupt_and_legacy();
     test_thread_local_error_and_dir();
+    test_fork();
     return t_finish("test_api");
 }
