@@ -7,6 +7,7 @@
 
 #define NO_SLOT 0xFFFFFFFFu
 #define WAIT_SLICE_NS 100000000LL /* look at the server's liveness this often */
+#define SIZE_CHECK_NS 100000000ull /* and at the file's size, while reading */
 
 struct shmx_client {
     shmx_region r;
@@ -24,6 +25,7 @@ struct shmx_client {
     shmx_decoded *dec;       /* one per slot */
     uint64_t next_layout_id;
     int detached;
+    uint64_t size_checked_ns; /* when check_reader last compared the file's size */
 };
 
 /* ---------------------------------------------------------------- attach */
@@ -182,8 +184,18 @@ static shmx_status check_reader(shmx_client *c, const char *what)
         return shmx_fail(SHMX_EEVICTED,
                          "%s: this reader of '%s' was evicted by the server (its heartbeat was older than the "
                          "server's timeout); close it and open a new one", what, c->r.name);
+    uint64_t now = shmx_plat_now_ns();
     /* Our own cache line; the server only reads it. */
-    shmx_store_relaxed64(&shmx_reader_at(&c->r, c->reader_index)->heartbeat, shmx_plat_now_ns());
+    shmx_store_relaxed64(&shmx_reader_at(&c->r, c->reader_index)->heartbeat, now);
+    /* A reader that only touches pages the file kept (the header, its
+     * pinned frame) would never fault on a truncation: look at the file's
+     * size now and then (a system call, at most every SIZE_CHECK_NS). */
+    if (now - c->size_checked_ns > SIZE_CHECK_NS) {
+        c->size_checked_ns = now;
+        if (shmx_plat_map_shrunk(&c->r.map))
+            return shmx_fail(SHMX_ECORRUPT, "%s: region '%s' was truncated by another process", what,
+                             c->r.name);
+    }
     return SHMX_OK;
 }
 
@@ -236,8 +248,24 @@ static shmx_status take_slot(shmx_client *c, uint32_t slot, uint64_t fid, uint64
         return shmx_fail(SHMX_ECORRUPT, "'%s' slot %u: payload_bytes %u over the slot's %u", r->name, slot,
                          bytes, r->slot_payload_cap);
     uint64_t payload_off = (uint64_t)r->slots_offset + (uint64_t)slot * r->slot_stride + SHMX_FRAME_HEADER_BYTES;
+    uint64_t layout_before = c->dec[slot].layout_id;
     shmx_status st = shmx_decode_payload(r, payload_off, bytes, &c->dec[slot], &c->next_layout_id);
     if (st != SHMX_OK) return st;
+    if (c->dec[slot].layout_id != layout_before) {
+        /* A new stream layout: check each stream's count against its bytes
+         * once (the same layout needs no second look). */
+        for (uint32_t k = 0; k < c->dec[slot].count; k++) {
+            const shmx_stream_view *v = &c->dec[slot].v[k];
+            const shmx_schema_entry *e = shmx_schema_find(&c->schema, v->stream_id);
+            if (e && (uint64_t)v->elem_count * e->info.bytes_per_elem != v->bytes) {
+                c->dec[slot].layout_id = 0; /* look again next time */
+                return shmx_fail(SHMX_ECORRUPT,
+                                 "'%s' slot %u: stream %u ('%s') has elem_count %u x %u bytes_per_elem, "
+                                 "but %u bytes", r->name, slot, v->stream_id, e->name, v->elem_count,
+                                 e->info.bytes_per_elem, v->bytes);
+            }
+        }
+    }
     c->cur.struct_size = (uint32_t)sizeof c->cur;
     c->cur.payload_bytes = bytes;
     c->cur.tlv_count = fh->tlv_count;

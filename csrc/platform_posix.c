@@ -528,7 +528,12 @@ int shmx_plat_wait(uint32_t *addr, uint32_t expect, int64_t timeout_ns)
     if (rc == 0) return 0;
     if (errno == ETIMEDOUT) return 1;
     if (errno == EINTR) return -1;
-    return 0; /* EAGAIN: value already changed */
+    if (errno == EAGAIN) return 0; /* the value already changed */
+    /* The futex is unusable here (a seccomp filter's EPERM, ENOSYS, or
+     * EFAULT on a page the file lost): poll instead of spinning.  The
+     * caller looks at the word again, as after any wake-up. */
+    shmx_plat_sleep_ns(timeout_ns < 0 || timeout_ns > 1000000 ? 1000000u : (uint64_t)timeout_ns);
+    return 0;
 #else
     (void)addr;
     (void)expect;

@@ -169,13 +169,25 @@ def encode_name(name: Any) -> bytes:
     return raw
 
 
+def encode_dir(shm_dir: Any) -> bytes:
+    """``shm_dir`` as the bytes C gets; refuses what C would misread."""
+    if not isinstance(shm_dir, (str, bytes, os.PathLike)):
+        raise TypeError(f"shm_dir must be a path (str), not {type(shm_dir).__name__}")
+    raw = os.fsencode(shm_dir)
+    # C sees the path only up to the first NUL: "/tmp\0x" would silently
+    # become "/tmp".
+    if b"\0" in raw:
+        raise ValueError(f"shm_dir {shm_dir!r} contains a NUL character")
+    return raw
+
+
 def open_options(shm_dir: Optional[str]) -> Any:
     """A filled ``shmx_open_options`` (kept alive with its dir string)."""
     opt = ffi.new("shmx_open_options *")
     lib.shmx_open_options_init(opt)
     keep = None
     if shm_dir is not None:
-        keep = ffi.new("char[]", os.fsencode(shm_dir))
+        keep = ffi.new("char[]", encode_dir(shm_dir))
         opt.dir = keep
     return opt, keep
 
@@ -186,9 +198,9 @@ def open_handle(open_fn: Any, handle_type: str, name: Any,
     Returns ``(status, handle or None, region name, error message)``."""
     try:
         raw = encode_name(name)
+        opt, keep = open_options(shm_dir)
     except (TypeError, ValueError) as exc:
         return lib.SHMX_EINVAL, None, "", f"open: {exc}"
-    opt, keep = open_options(shm_dir)
     out = ffi.new(handle_type + " **")
     st = open_fn(raw, opt, out)
     del keep

@@ -9,7 +9,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
 
-from ._common import (CHECKSUM_POLICIES, encode_name, header_dict, readers_list,
+from ._common import (CHECKSUM_POLICIES, encode_dir, encode_name, header_dict, readers_list,
                       streams_list)
 from ._shmx import ffi, lib
 from .errors import error_for, status_message
@@ -163,7 +163,7 @@ class Server:
         cfg.stream_count = len(specs)
         keep.append(arr)
         if shm_dir is not None:
-            d = ffi.new("char[]", os.fsencode(shm_dir))
+            d = ffi.new("char[]", encode_dir(shm_dir))
             keep.append(d)
             cfg.dir = d
         return cfg, keep
