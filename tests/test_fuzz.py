@@ -199,7 +199,8 @@ def fuzz_build(tmp_path_factory) -> Path:
 def test_libfuzzer_short_run(fuzz_build, tmp_path):
     seconds = int(os.environ.get("SHMX_FUZZ_SECONDS", "10"))
     runs = []
-    for target, seeds, max_len in (("fuzz_region", "region", 4096), ("fuzz_control", "control", 1024)):
+    for target, seeds, max_len in (("fuzz_region", "region", 4096), ("fuzz_control", "control", 1024),
+                                   ("fuzz_live", "live", 2048)):
         corpus = tmp_path / f"corpus-{target}"
         shutil.copytree(SEEDS / seeds, corpus)
         scratch = tmp_path / f"tmp-{target}"
