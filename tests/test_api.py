@@ -826,11 +826,17 @@ def test_wait_frame_and_frames(name, make_server, make_client):
     finally:
         t.join(10.0)
     assert frame is not None and frame["__metadata__"]["frame_id"] >= 1
+    latest = client.get_latest_frame()["__metadata__"]["frame_id"]
+    assert latest == 3
+    # Two more frames: frames() skips to the newest, yields it once, then
+    # ends at its timeout.
+    publish(server, b"\x04")
+    publish(server, b"\x05")
     ids = [f["__metadata__"]["frame_id"] for f in client.frames(timeout=0.1)]
-    assert ids == sorted(set(ids)) and all(i > frame["__metadata__"]["frame_id"] for i in ids)
+    assert ids == [5]
     assert client.wait_frame(timeout=0.05) is None  # nothing new
     publish(server, b"\x09")
-    assert client.wait_frame(timeout=10.0)["__metadata__"]["frame_id"] == 4
+    assert client.wait_frame(timeout=10.0)["__metadata__"]["frame_id"] == 6
 
 
 def test_server_alive_and_destroy_seen_by_readers(name, make_client):

@@ -43,12 +43,26 @@ def _publish_later(name: str, delay: float, values: list) -> None:
         server.destroy()
 
 
-def _producer_on_cue(name: str, ready, waiting, done) -> None:
+def _asleep_in_futex(pid: int) -> bool:
+    task = f"/proc/{pid}/task/{pid}"
+    with open(task + "/wchan") as f:
+        wchan = f.read()
+    with open(task + "/stat") as f:
+        state = f.read().rsplit(")", 1)[1].split()[0]
+    return state == "S" and "futex" in wchan
+
+
+def _producer_on_cue(name: str, ready, waiting, done, consumer: int) -> None:
     server = shmx.serve(name, specs())
     try:
         ready.set()
         assert waiting.wait(10)
-        time.sleep(0.2)  # let the consumer go to sleep in the kernel
+        # Publish only once the consumer's thread sleeps in the kernel, on
+        # the futex (not in a poll loop, not still on its way there).
+        deadline = time.monotonic() + 10
+        while not _asleep_in_futex(consumer):
+            assert time.monotonic() < deadline, "the consumer never slept on its futex"
+            time.sleep(0.001)
         server.publish({"seq": struct.pack("<Q", 7)})
         assert done.wait(10)
     finally:
@@ -57,7 +71,7 @@ def _producer_on_cue(name: str, ready, waiting, done) -> None:
 
 def test_wait_frame_woken_by_producer_in_other_process(name):
     ready, waiting, done = SPAWN.Event(), SPAWN.Event(), SPAWN.Event()
-    proc = SPAWN.Process(target=_producer_on_cue, args=(name, ready, waiting, done))
+    proc = SPAWN.Process(target=_producer_on_cue, args=(name, ready, waiting, done, os.getpid()))
     proc.start()
     try:
         assert ready.wait(20)
