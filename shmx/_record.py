@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import struct
 import sys
 import time
@@ -36,6 +37,9 @@ FRAME_FIXED = struct.Struct("<QdQQI")        # frame_id, sim_time, t_ns, dropped
 FRAME_STREAM = struct.Struct("<III")         # stream_id, elem_count, bytes
 END_BODY = struct.Struct("<QQQ")             # frames, dropped, duration_ns
 FLAG_LEGACY_SOURCE = 1
+MAX_PLAY_SLOTS = 64      # play never makes a ring longer than this (a file can claim any)
+MAX_PAUSE_S = 10.0       # nor waits longer than this between two frames
+PLAY_RESERVE_BYTES = 64 << 20  # recorded geometry kept up to this much frame memory
 _U32 = struct.Struct("<I")
 
 
@@ -120,11 +124,21 @@ class Recording:
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self.f: BinaryIO = open(path, "rb")
+            # O_NONBLOCK: a FIFO (or device) under that name must not hang
+            # the open; it is refused below.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise CliError(f"no such recording '{path}'") from None
         except IsADirectoryError:
             raise CliError(f"'{path}' is a directory, not a recording") from None
+        except OSError as exc:
+            raise CliError(f"cannot open '{path}': {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CliError(f"'{path}' is not a regular file (a recording is one)")
+        os.set_blocking(fd, True)
+        self.f: BinaryIO = os.fdopen(fd, "rb")
+        self.size = os.fstat(fd).st_size
         self.end: Optional[Dict[str, int]] = None
         self.truncated = False
         head = self.f.read(FILE_HEADER.size)
@@ -157,6 +171,9 @@ class Recording:
             self.truncated = True
             return None
         kind, length = BLOCK_HEADER.unpack(head)
+        if length > self.size - self.f.tell():  # claims more than the file holds
+            self.truncated = True
+            return None
         body = self.f.read(length)
         if len(body) < length:
             self.truncated = True
@@ -215,6 +232,25 @@ class Recording:
             except struct.error as exc:
                 raise CliError(f"'{self.path}' has a damaged frame block: {exc}") from None
             yield RecordedFrame(frame_id, sim_time, t_ns, dropped, streams)
+
+    def largest_frame(self) -> int:
+        """Bytes of stream data in the largest frame block (a pass over the
+        block headers only)."""
+        self.f.seek(self.frames_offset)
+        largest = 0
+        while True:
+            head = self.f.read(BLOCK_HEADER.size)
+            if len(head) < BLOCK_HEADER.size:
+                break
+            kind, length = BLOCK_HEADER.unpack(head)
+            if kind == BLOCK_END:
+                break
+            if kind == BLOCK_FRAME:
+                largest = max(largest, length)
+            self.f.seek(length, os.SEEK_CUR)
+            if self.f.tell() > self.size:
+                break
+        return largest
 
     def close(self) -> None:
         self.f.close()
@@ -381,10 +417,18 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 def _play(rec: Recording, args: argparse.Namespace, shm_dir: str) -> int:
     sc = rec.schema
+    # The file's schema sizes the region, and a file can claim anything.
+    # The recorded geometry is kept (a replay looks like the original)
+    # unless it would reserve more than PLAY_RESERVE_BYTES for frames that
+    # are smaller: then a slot holds the largest frame the file has.
+    slots = args.slots or min(max(sc.slots, 1), MAX_PLAY_SLOTS)
+    frame_cap = sc.frame_bytes_cap
+    if slots * frame_cap > PLAY_RESERVE_BYTES:
+        frame_cap = max(min(frame_cap, rec.largest_frame()), 64)
     server = Server()
-    ok = server.create(args.as_name, slots=args.slots or max(sc.slots, 1),
+    ok = server.create(args.as_name, slots=slots,
                        reader_slots=min(max(sc.reader_slots, 1), lib.SHMX_MAX_READER_SLOTS),
-                       static_bytes_cap=sc.static_bytes_cap, frame_bytes_cap=sc.frame_bytes_cap,
+                       static_bytes_cap=min(sc.static_bytes_cap, 1 << 20), frame_bytes_cap=frame_cap,
                        control_per_reader=sc.control_per_reader, streams=sc.streams, shm_dir=shm_dir)
     if not ok:
         raise CliError(server.last_error, code_for_status(server._last_status))
@@ -408,6 +452,11 @@ def _play(rec: Recording, args: argparse.Namespace, shm_dir: str) -> int:
                         first_t = frame.t_ns
                     due = pass_start + (frame.t_ns - first_t) / 1e9 / args.rate
                     pause = due - time.monotonic()
+                    if pause > MAX_PAUSE_S:
+                        # A timestamp far ahead (a damaged or crafted file)
+                        # must not stall the replay for years.
+                        pass_start -= pause - MAX_PAUSE_S
+                        pause = MAX_PAUSE_S
                     if pause > 0:
                         time.sleep(pause)
                     last_t = frame.t_ns

@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import pytest
 
 import shmx
+from _helpers import wait_until
 from shmx._shmx import lib
 
 CLI = [sys.executable, "-m", "shmx"]
@@ -797,3 +798,44 @@ def test_permission_denied(shm_dir: str, unique_name: Callable[[str], str]) -> N
         assert r.returncode == 0 and "not readable" in r.stdout and name in r.stdout
     finally:
         server.destroy()
+
+
+def test_play_survives_hostile_recordings(shm_dir: str, tmp_path: Path,
+                                          unique_name: Callable[[str], str]) -> None:
+    """A FIFO under the file's name, a frame stamped centuries ahead, and a
+    196-byte file claiming a 1 GiB ring: clear errors or a bounded replay,
+    never a hang or a huge reservation."""
+    from shmx._record import RecordingWriter, Schema
+    fifo = tmp_path / "fifo.shmxrec"
+    os.mkfifo(fifo)
+    assert_error(run("play", str(fifo), "--as", unique_name("fifo"), "--dir", shm_dir), 1,
+                 "not a regular file")
+    ahead = tmp_path / "ahead.shmxrec"
+    with open(ahead, "wb") as f:
+        w = RecordingWriter(f)
+        w.write_schema(Schema(0, 0, 3, 4, 4096, 4096, 0, 0, "x", IMG_STREAMS))
+        w.write_frame(1, 0.0, 0, 0, [(1, 1, b"\x01" * 3)])
+        w.write_frame(2, 0.0, 2 ** 62, 0, [(1, 1, b"\x02" * 3)])  # ~146 years later
+        w.finish(0)
+    # Bounded by play's longest pause (10 s), not by the timestamp.
+    r = run("play", str(ahead), "--as", unique_name("ahead"), "--dir", shm_dir, timeout=60)
+    assert r.returncode == 0 and "played 2 frames" in r.stdout, r.stderr
+    huge = tmp_path / "huge.shmxrec"
+    with open(huge, "wb") as f:
+        w = RecordingWriter(f)
+        w.write_schema(Schema(0, 0, 4, 4, 4096, 256 << 20, 0, 0, "x", IMG_STREAMS))
+        w.write_frame(1, 0.0, 0, 0, [(1, 1, b"\x01" * 3)])
+        w.finish(0)
+    assert huge.stat().st_size < 400
+    name = unique_name("huge")
+    proc = subprocess.Popen([*CLI, "play", str(huge), "--as", name, "--dir", shm_dir, "--linger", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        region = Path(shm_dir) / name
+        assert wait_until(region.exists, TIMEOUT)
+        assert region.stat().st_size < 1 << 20  # not 1 GiB
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)
+        for p in Path(shm_dir).glob(name + "*"):
+            p.unlink()
