@@ -459,9 +459,13 @@ class Server:
         return readers_list(lib.shmx_server_readers, self._s, self.get_header_info()["reader_slots"])
 
     def reap_stale_readers(self, now_ticks: int, timeout_ticks: int) -> int:
-        """Free reader slots of dead readers, and of shmx 1.0.1 readers whose
+        """Free reader slots of dead readers, and evict readers whose
         heartbeat (``time.monotonic_ns()`` units) is older than
-        ``timeout_ticks``.  Returns how many were freed."""
+        ``timeout_ticks`` at ``now_ticks``: a live client of ours loses its
+        pinned frame and its next call reports it was evicted
+        (``ReaderEvictedError``); a shmx 1.0.1 reader's slot is freed.  Our
+        clients heartbeat on every read and every 100 ms while waiting.
+        Returns how many were freed or evicted."""
         out = ffi.new("uint32_t *")
         try:
             st = lib.shmx_server_reap_stale_readers(self._s or _NULL, now_ticks, timeout_ticks, out)

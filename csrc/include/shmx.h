@@ -18,6 +18,22 @@
  *   - A handle (shmx_server, shmx_client, shmx_inspector) is used by one
  *     thread at a time; different handles may be used from different threads.
  *   - The error message returned by shmx_last_error() is thread-local.
+ *
+ * fork()
+ *   - A handle made before fork() is dead in the child: every call on it
+ *     returns SHMX_EFORK, and closing or freeing it there releases only the
+ *     child's memory (it never touches the parent's pins, reader slot,
+ *     region or name).  At the fork the child closes its copies of the
+ *     region descriptors and replaces its copies of the mappings by zero
+ *     pages, so it does not keep the parent's liveness locks held after the
+ *     parent died.  Open new handles in the child.  (POSIX only.)
+ *
+ * Trust
+ *   - Every client maps the region read-write.  The server keeps its own
+ *     copy of everything it needs and checks what it reads back; another
+ *     process can deny service, never make a call of ours crash or write
+ *     outside the region.  A region truncated under us is survived (see
+ *     shmx_set_fault_handler).
  */
 #ifndef SHMX_H
 #define SHMX_H
@@ -292,8 +308,11 @@ SHMX_API shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *
 SHMX_API shmx_status shmx_server_wait_control(shmx_server *s, int64_t timeout_ns);
 SHMX_API shmx_status shmx_server_readers(shmx_server *s, shmx_reader_info *out, uint32_t cap,
                                          uint32_t *count);
-/* Free reader slots whose heartbeat is older than timeout (shmx 1.0.1
- * semantics) or whose process is known dead. */
+/* Free reader slots whose process is known dead, and evict readers whose
+ * heartbeat is older than timeout (shmx 1.0.1 semantics): a live reader of
+ * ours loses its pins and its next call returns SHMX_EEVICTED (its slot is
+ * free once it closes or dies); a shmx 1.0.1 reader's slot is freed.  Our
+ * clients heartbeat on every read and every 100 ms while they wait. */
 SHMX_API shmx_status shmx_server_reap_stale_readers(shmx_server *s, uint64_t now_ns,
                                                     uint64_t timeout_ns, uint32_t *reaped);
 /* Free reader slots whose process is known dead (lock released). */
