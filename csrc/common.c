@@ -8,23 +8,49 @@
 #define STR_(x) STR2_(x)
 
 static __thread char last_error[512];
+static __thread int last_errno;    /* the OS cause of the last failure, 0: none */
+static __thread int pending_errno; /* set by shmx_os_cause(), taken by the next shmx_fail() */
 
-shmx_status shmx_fail(shmx_status status, const char *fmt, ...)
+void shmx_os_cause(int err) { pending_errno = err; }
+
+static void format_error(const char *fmt, va_list ap)
 {
     /* Format into a scratch buffer first: an argument may be
      * shmx_last_error() itself (a detail wrapped with more context). */
     char msg[sizeof last_error];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    memcpy(last_error, msg, sizeof last_error);
+}
+
+shmx_status shmx_fail_wrap(shmx_status status, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    format_error(fmt, ap);
     va_end(ap);
-    memcpy(last_error, msg, sizeof last_error);
     return status;
 }
 
-void shmx_clear_error(void) { last_error[0] = 0; }
+shmx_status shmx_fail(shmx_status status, const char *fmt, ...)
+{
+    last_errno = pending_errno;
+    pending_errno = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    format_error(fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void shmx_clear_error(void)
+{
+    last_error[0] = 0;
+    last_errno = pending_errno = 0;
+}
 
 const char *shmx_last_error(void) { return last_error; }
+
+int shmx_last_errno(void) { return last_errno; }
 
 const char *shmx_strerror(int status)
 {

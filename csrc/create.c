@@ -36,7 +36,7 @@ shmx_status shmx_name_lock(const char *path, int force, shmx_map *held)
         if (st != SHMX_OK) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", shmx_last_error());
-            return shmx_fail(SHMX_EEXIST, "'%s' exists and cannot be opened: %s", path, msg);
+            return shmx_fail_wrap(SHMX_EEXIST, "'%s' exists and cannot be opened: %s", path, msg);
         }
         st = shmx_region_validate(&old);
         if (!force && (st != SHMX_OK || !old.ext)) {
@@ -112,7 +112,7 @@ shmx_status shmx_unlink(const char *name, const char *dir, int force)
     if (st == SHMX_EEXIST || st == SHMX_ECORRUPT) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", shmx_last_error());
-        return shmx_fail(st, "%s; use force", msg);
+        return shmx_fail_wrap(st, "%s; use force", msg);
     }
     if (st != SHMX_OK) return st;
     /* The name refers to the file we hold (locked unless forced). */

@@ -21,6 +21,10 @@
 
 /* Record the detail of a failure for shmx_last_error(); returns status. */
 shmx_status shmx_fail(shmx_status status, const char *fmt, ...) SHMX_PRINTF(2, 3);
+/* The same, wrapping an earlier failure: keeps its OS cause (errno). */
+shmx_status shmx_fail_wrap(shmx_status status, const char *fmt, ...) SHMX_PRINTF(2, 3);
+/* The OS error behind the failure the next shmx_fail() records. */
+void shmx_os_cause(int err);
 void shmx_clear_error(void);
 
 static inline uint32_t shmx_align(uint32_t x, uint32_t a) { return (x + (a - 1u)) & ~(a - 1u); }

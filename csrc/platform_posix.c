@@ -216,8 +216,11 @@ shmx_status shmx_plat_path(const char *dir, const char *name, char *out, size_t 
     return SHMX_OK;
 }
 
+/* The status for an OS error; also hands it to the shmx_fail() that
+ * follows as the failure's cause (shmx_last_errno). */
 static shmx_status errno_status(int e)
 {
+    shmx_os_cause(e);
     switch (e) {
     case ENOENT: return SHMX_ENOENT;
     case EEXIST: return SHMX_EEXIST;
@@ -285,7 +288,7 @@ shmx_status shmx_plat_open(const char *path, int writable, shmx_map *out)
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return shmx_fail(SHMX_ESYS, "cannot stat '%s': %s", path, strerror(e));
+        return shmx_fail(errno_status(e), "cannot stat '%s': %s", path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);

@@ -264,7 +264,7 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
         shmx_plat_unlink(tmp);
         free_private(s);
         free(s);
-        return shmx_fail(st, "create '%s': %s", name, msg);
+        return shmx_fail_wrap(st, "create '%s': %s", name, msg);
     }
     s->appended = calloc(s->schema.count ? s->schema.count : 1, sizeof *s->appended);
     if (!s->appended) {

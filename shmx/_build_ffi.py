@@ -44,7 +44,7 @@ ffibuilder.set_source(
     # SHMX_API empty: within the extension the API functions are hidden like
     # the rest, so their calls to each other are direct (no PLT) and inlinable.
     define_macros=[("SHMX_API", "")],
-    extra_compile_args=["-std=gnu99", "-O2", "-fvisibility=hidden", "-Wall"],
+    extra_compile_args=["-std=c99", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes"],
 )
 
 if __name__ == "__main__":

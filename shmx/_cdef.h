@@ -28,6 +28,7 @@ enum shmx_liveness { SHMX_DEAD, SHMX_ALIVE, SHMX_UNKNOWN, ... };
 const char *shmx_strerror(int status);
 const char *shmx_status_name(int status);
 const char *shmx_last_error(void);
+int shmx_last_errno(void);
 const char *shmx_version(void);
 unsigned shmx_version_number(void);
 uint32_t shmx_dtype_size(uint32_t dtype);

@@ -12,12 +12,17 @@ from ._shmx import ffi, lib
 
 class ShmxError(Exception):
     """Base of every shmx error.  ``status`` is the C status code, ``name``
-    its symbolic name (``"SHMX_EEXIST"``)."""
+    its symbolic name (``"SHMX_EEXIST"``), ``os_errno`` the OS error behind
+    it (``errno.EACCES``...; 0 when it had none; also ``errno`` for the
+    subclasses that are ``OSError``\ s)."""
 
-    def __init__(self, message: str, status: int = -1) -> None:
+    def __init__(self, message: str, status: int = -1, os_errno: int = 0) -> None:
         super().__init__(message)
         self.status = status
         self.name = ffi.string(lib.shmx_status_name(status)).decode()
+        self.os_errno = os_errno
+        if isinstance(self, OSError) and os_errno:
+            self.errno = os_errno
 
 
 class RegionExistsError(ShmxError, FileExistsError):
@@ -101,4 +106,7 @@ def status_message(status: int) -> str:
 def error_for(status: int, message: str | None = None) -> ShmxError:
     """The exception for a C status (message defaults to the C detail)."""
     cls = _BY_STATUS.get(status, ShmxError)
-    return cls(message if message is not None else status_message(status), status)
+    # The OS cause of this thread's last failure: the one being reported
+    # when, as usual, the exception is made right after it.
+    return cls(message if message is not None else status_message(status), status,
+               int(lib.shmx_last_errno()))

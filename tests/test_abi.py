@@ -36,6 +36,18 @@ def header_functions() -> Set[str]:
     return set(re.findall(r"\bSHMX_API\b[^;{}]*?\b(shmx_\w+)\s*\(", text))
 
 
+def header_since() -> Dict[str, str]:
+    """function -> the release that added it: "Since 1.x" in the comment
+    right before its declaration, else 1.0."""
+    text = HEADER.read_text()
+    out: Dict[str, str] = {}
+    for m in re.finditer(r"\bSHMX_API\b[^;{}]*?\b(shmx_\w+)\s*\(", text):
+        comment = re.search(r"/\*((?:(?!\*/).)*)\*/\s*$", text[:m.start()], flags=re.S)
+        since = re.search(r"Since (\d+\.\d+)", comment.group(1)) if comment else None
+        out[m.group(1)] = since.group(1) if since else "1.0"
+    return out
+
+
 def cdef_functions() -> Set[str]:
     return set(re.findall(r"\b(shmx_\w+)\s*\(", _strip_comments(CDEF.read_text())))
 
@@ -75,6 +87,66 @@ def test_header_and_cdef_declare_the_same_functions() -> None:
     assert len(hdr) > 50
     assert not hdr - cdef, f"in shmx.h but not in shmx/_cdef.h: {sorted(hdr - cdef)}"
     assert not cdef - hdr, f"in shmx/_cdef.h but not SHMX_API in shmx.h: {sorted(cdef - hdr)}"
+
+
+def _tokens(text: str) -> list:
+    return re.findall(r"\w+|\*", text)
+
+
+def _param_types(params: str) -> tuple:
+    out = []
+    for p in params.split(","):
+        toks = _tokens(p)
+        if len(toks) >= 2 and re.match(r"^\w+$", toks[-1]):
+            toks = toks[:-1]  # the parameter's name
+        out.append(" ".join(toks))
+    return tuple(out)
+
+
+def prototypes(text: str, exported_only: bool) -> Dict[str, tuple]:
+    """name -> (return type, parameter types), names and spacing dropped."""
+    text = _strip_comments(text)
+    if exported_only:
+        pattern = r"\bSHMX_API\b([^;{}()]*?)\b(shmx_\w+)\s*\(([^)]*)\)\s*;"
+    else:
+        pattern = r"(?:^|[;}\n])\s*([^;{}()#]*?)\b(shmx_\w+)\s*\(([^)]*)\)\s*;"
+    return {name: (" ".join(_tokens(ret)), _param_types(params))
+            for ret, name, params in re.findall(pattern, text)}
+
+
+def test_cdef_prototypes_match_the_header() -> None:
+    """Every prototype of the cdef is the header's, type for type: an
+    integer width or a pointer type changed in one only is caught here
+    (the compiler would only warn, or convert silently)."""
+    hdr = prototypes(HEADER.read_text(), exported_only=True)
+    cdef = prototypes(CDEF.read_text(), exported_only=False)
+    assert len(hdr) > 50 and set(hdr) == set(cdef)
+    differ = {n: (hdr[n], cdef[n]) for n in hdr if hdr[n] != cdef[n]}
+    assert not differ, f"header vs cdef: {differ}"
+
+
+def _field_list(body: str) -> list:
+    out = []
+    for decl in _strip_comments(body).split(";"):
+        decl = decl.strip()
+        if not decl:
+            continue
+        names = [n.strip() for n in decl.split(",")]
+        first = _tokens(names[0])
+        base = [t for t in first[:-1] if t != "*"]
+        out.append(" ".join(first))
+        for more in names[1:]:
+            out.append(" ".join(base + _tokens(more)))
+    return out
+
+
+def test_cdef_structs_match_the_header() -> None:
+    pat = r"typedef\s+struct\s+(shmx_\w+)\s*\{([^}]*)\}\s*\1\s*;"
+    hdr = {n: _field_list(b) for n, b in re.findall(pat, _strip_comments(HEADER.read_text()))}
+    cdef = {n: _field_list(b) for n, b in re.findall(pat, _strip_comments(CDEF.read_text()))}
+    assert len(hdr) >= 9 and set(hdr) == set(cdef), (sorted(hdr), sorted(cdef))
+    differ = {n: (hdr[n], cdef[n]) for n in hdr if hdr[n] != cdef[n]}
+    assert not differ, f"header vs cdef: {differ}"
 
 
 def test_every_status_is_in_the_cdef_with_the_header_value() -> None:
@@ -136,20 +208,39 @@ def test_shared_library_exports_exactly_the_header_functions(build: Path) -> Non
         pytest.skip("nm (binutils) is not installed")
     so = build / f"libshmx.so.{_version()}"
     out = run(["nm", "-D", "--defined-only", so], timeout=60).stdout
-    exported: Set[str] = set()
+    exported: Dict[str, str] = {}
+    nodes: Set[str] = set()
     for line in out.splitlines():
         parts = line.split()
         if len(parts) < 3:
             continue
         kind, sym = parts[1], parts[2]
-        if kind == "A":  # the version node itself (SHMX_1), not a symbol
+        if kind == "A":  # a version node itself (SHMX_1.0), not a symbol
+            nodes.add(sym.strip("@"))
             continue
         name, _, ver = sym.partition("@")
-        assert ver.lstrip("@") == f"SHMX_{_version().split('.')[0]}", f"{sym}: not in the version node"
-        exported.add(name)
+        exported[name] = ver.lstrip("@")
     hdr = header_functions()
-    assert exported == hdr, (f"exported but not in the header: {sorted(exported - hdr)}; "
-                             f"in the header but not exported: {sorted(hdr - exported)}")
+    assert set(exported) == hdr, (f"exported but not in the header: {sorted(set(exported) - hdr)}; "
+                                  f"in the header but not exported: {sorted(hdr - set(exported))}")
+    # Each function sits in the node of the release that introduced it.
+    since = header_since()
+    wrong = {n: (v, f"SHMX_{since[n]}") for n, v in exported.items() if v != f"SHMX_{since[n]}"}
+    assert not wrong, f"function: (its node, the node its 'Since' says): {wrong}"
+    assert nodes == {f"SHMX_{v}" for v in since.values()}, nodes
+    # No function claims a release newer than this library's.
+    major, minor = map(int, _version().split(".")[:2])
+    assert all(tuple(map(int, v.split("."))) <= (major, minor) for v in since.values())
+
+
+def test_version_nodes_inherit_in_release_order() -> None:
+    text = (CSRC / "libshmx.map").read_text()
+    heads = re.findall(r"^(SHMX_[\d.]+)\s*\{", text, flags=re.M)
+    tails = re.findall(r"^\}\s*(SHMX_[\d.]+)?\s*;", text, flags=re.M)
+    assert heads[0] == "SHMX_1.0" and tails[0] == ""
+    assert tails[1:] == heads[:-1], (heads, tails)  # each node inherits the one before
+    listed = re.findall(r"^\s+(shmx_\w+);", text, flags=re.M)
+    assert sorted(listed) == sorted(header_functions()), "every symbol listed, by name, once"
 
 
 def test_static_library_defines_only_prefixed_symbols(build: Path) -> None:

@@ -832,7 +832,8 @@ def test_play_survives_hostile_recordings(shm_dir: str, tmp_path: Path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         region = Path(shm_dir) / name
-        assert wait_until(region.exists, TIMEOUT)
+        assert wait_until(lambda: region.exists() or proc.poll() is not None, TIMEOUT)
+        assert proc.poll() is None, proc.communicate()
         assert region.stat().st_size < 1 << 20  # not 1 GiB
     finally:
         proc.kill()

@@ -46,7 +46,7 @@ extern "C" {
 #endif
 
 #define SHMX_VERSION_MAJOR 1
-#define SHMX_VERSION_MINOR 1
+#define SHMX_VERSION_MINOR 2
 #define SHMX_VERSION_PATCH 0
 #define SHMX_VERSION_NUMBER \
     (SHMX_VERSION_MAJOR * 10000 + SHMX_VERSION_MINOR * 100 + SHMX_VERSION_PATCH)
@@ -103,6 +103,10 @@ SHMX_API const char *shmx_strerror(int status);
 SHMX_API const char *shmx_status_name(int status);
 /* Detail of the last failure on this thread: which region, stream, errno. */
 SHMX_API const char *shmx_last_error(void);
+/* The OS error (errno on POSIX, GetLastError() on Windows) behind the last
+ * failure on this thread, for callers that must branch on it (EACCES,
+ * ENOSPC, EMFILE...); 0 when the failure had no OS cause.  Since 1.2. */
+SHMX_API int shmx_last_errno(void);
 
 /* Runtime version, to compare with the SHMX_VERSION_* macros. */
 SHMX_API const char *shmx_version(void);

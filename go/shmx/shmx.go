@@ -28,7 +28,7 @@ import (
 	"unsafe"
 )
 
-// Version is the libshmx version the program runs with ("1.1.0").
+// Version is the libshmx version the program runs with ("1.2.0").
 func Version() string { return C.GoString(C.shmx_version()) }
 
 // VersionNumber is major*10000 + minor*100 + patch of the running library.
