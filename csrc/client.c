@@ -251,9 +251,11 @@ static shmx_status take_slot(shmx_client *c, uint32_t slot, uint64_t fid, uint64
     uint64_t layout_before = c->dec[slot].layout_id;
     shmx_status st = shmx_decode_payload(r, payload_off, bytes, &c->dec[slot], &c->next_layout_id);
     if (st != SHMX_OK) return st;
-    if (c->dec[slot].layout_id != layout_before) {
+    if (r->ext && c->dec[slot].layout_id != layout_before) {
         /* A new stream layout: check each stream's count against its bytes
-         * once (the same layout needs no second look). */
+         * once (the same layout needs no second look).  Our producer never
+         * writes a mismatch, so in our region it is forged; a shmx 1.0.1
+         * producer checks nothing, and its frames are read as they are. */
         for (uint32_t k = 0; k < c->dec[slot].count; k++) {
             const shmx_stream_view *v = &c->dec[slot].v[k];
             const shmx_schema_entry *e = shmx_schema_find(&c->schema, v->stream_id);

@@ -33,6 +33,14 @@ def stream_array(view: Any, elem_count: int, spec: Optional[Dict[str, Any]]) -> 
     dt = numpy_dtype(spec["dtype_code"])
     comps = max(int(spec["components"]), 1)
     bpe = int(spec["bytes_per_elem"])
+    if elem_count * bpe != len(view):
+        # A shmx 1.0.1 producer checks nothing at publish: such a frame is
+        # read as it is, but it has no array shape.
+        from .errors import CorruptRegionError
+        raise CorruptRegionError(
+            f"as_arrays: stream {spec.get('name', spec.get('id'))!r} has elem_count {elem_count} x "
+            f"{bpe} bytes_per_elem = {elem_count * bpe} bytes, but the frame holds {len(view)}",
+            lib.SHMX_ECORRUPT)
     if bpe == dt.itemsize * comps:
         arr = np.frombuffer(view, dtype=dt, count=elem_count * comps)
         return arr if comps == 1 else arr.reshape(elem_count, comps)

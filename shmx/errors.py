@@ -14,7 +14,7 @@ class ShmxError(Exception):
     """Base of every shmx error.  ``status`` is the C status code, ``name``
     its symbolic name (``"SHMX_EEXIST"``), ``os_errno`` the OS error behind
     it (``errno.EACCES``...; 0 when it had none; also ``errno`` for the
-    subclasses that are ``OSError``\ s)."""
+    subclasses that are ``OSError`` subclasses)."""
 
     def __init__(self, message: str, status: int = -1, os_errno: int = 0) -> None:
         super().__init__(message)

@@ -828,7 +828,8 @@ def test_play_survives_hostile_recordings(shm_dir: str, tmp_path: Path,
         w.finish(0)
     assert huge.stat().st_size < 400
     name = unique_name("huge")
-    proc = subprocess.Popen([*CLI, "play", str(huge), "--as", name, "--dir", shm_dir, "--linger", "5"],
+    proc = subprocess.Popen([*CLI, "play", str(huge), "--as", name, "--dir", shm_dir, "--wait-readers", "1",
+                             "--wait-timeout", "30"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         region = Path(shm_dir) / name

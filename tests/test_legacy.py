@@ -421,6 +421,10 @@ def test_our_client_reads_what_only_a_legacy_server_writes(legacy: Legacy) -> No
         mine = c.get_latest_frame()
         theirs = peer.call("client_latest")
         assert mine is not None and theirs is not None
+        # 5 elements in 12 bytes has no array shape: a clear error naming
+        # the stream, not numpy's bare ValueError.
+        with pytest.raises(shmx.CorruptRegionError, match="'positions' has elem_count 5"):
+            c.as_arrays(mine)
         assert mine.pop("__metadata__") == dict(theirs.pop("__metadata__"), dropped=0)
         assert {k: {"data": bytes(v["data"]).hex(), "elem_count": v["elem_count"], "bytes": v["bytes"]}
                 for k, v in mine.items()} == theirs
