@@ -1,4 +1,4 @@
-"""The wire format at the offsets DESIGN.md section 2 documents.
+"""The wire format at the offsets docs/design.md section 3 documents.
 
 Each field is read with struct.unpack from the region's raw file and
 compared with what the library reports; the offsets are written out here
@@ -21,7 +21,7 @@ import shmx
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHM_DIR = os.environ.get("SHMX_DIR") or "/dev/shm"
 
-# DESIGN.md §2: GlobalHeader, 128 bytes at 0.
+# docs/design.md §3.2: GlobalHeader, 128 bytes at 0.
 HEADER_OFFSETS = {
     "magic": ("Q", 0), "ver_major": ("I", 8), "ver_minor": ("I", 12), "endianness": ("I", 16),
     "session_id": ("Q", 24), "static_gen": ("I", 32), "static_hash": ("Q", 40),

@@ -2,8 +2,8 @@
 """Dump a shmx region straight from its bytes (a debugging aid).
 
 Reads the raw file (``/dev/shm/NAME``, ``$SHMX_DIR/NAME`` or a path) and
-decodes it with ``struct`` at the offsets of layout v2.0 (docs: DESIGN.md
-section 2), without the shmx library: the global header, our extension
+decodes it with ``struct`` at the offsets of layout v2.0 (docs/design.md,
+section 3), without the shmx library: the global header, our extension
 block (when its magic is there), the static directory, reader slots,
 control ring counters and every frame slot's header with its streams and
 a checksum check.  Works on regions of shmx 1.0.1 servers too.
