@@ -48,6 +48,13 @@ static inline int shmx_cas32(uint32_t *p, uint32_t expect, uint32_t desired)
 {
     return __atomic_compare_exchange_n(p, &expect, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
+/* CAS that leaves the value it found in *expect when it fails (for loops). */
+static inline int shmx_cas32_update(uint32_t *p, uint32_t *expect, uint32_t desired)
+{
+    return __atomic_compare_exchange_n(p, expect, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+}
+static inline void shmx_store_seqcst32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t shmx_add_fetch_relaxed32(uint32_t *p, uint32_t v) { return __atomic_add_fetch(p, v, __ATOMIC_RELAXED); }
 static inline void shmx_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 
 static inline void shmx_cpu_relax(void)

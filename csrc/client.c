@@ -587,7 +587,7 @@ static void notify_control(const shmx_region *r)
     /* seq_cst bump then seq_cst load of waiters; pairs with the server's
      * increment of control_waiters before its futex wait. */
     shmx_fetch_add32(&r->ext->control_futex, 1);
-    if (__atomic_load_n(&r->ext->control_waiters, __ATOMIC_SEQ_CST) != 0)
+    if (shmx_load_seqcst32(&r->ext->control_waiters) != 0)
         shmx_plat_wake_all(&r->ext->control_futex);
 }
 

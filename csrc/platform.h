@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 #include "shmx.h"
+#include "atomics.h"
 
 #define SHMX_PATH_MAX 512
 
@@ -30,7 +31,7 @@ extern uint32_t shmx_plat_lost_any;
 uint32_t shmx_plat_map_lost_slow(const shmx_map *m);
 static inline uint32_t shmx_plat_map_lost(const shmx_map *m)
 {
-    return __atomic_load_n(&shmx_plat_lost_any, __ATOMIC_RELAXED) ? shmx_plat_map_lost_slow(m) : 0u;
+    return shmx_load_relaxed32(&shmx_plat_lost_any) ? shmx_plat_map_lost_slow(m) : 0u;
 }
 
 /* fork(): a handle made before the last fork() of this process is dead in
@@ -40,7 +41,7 @@ static inline uint32_t shmx_plat_map_lost(const shmx_map *m)
 extern uint32_t shmx_plat_fork_gen;
 static inline uint32_t shmx_plat_forked_since(uint32_t gen)
 {
-    return __atomic_load_n(&shmx_plat_fork_gen, __ATOMIC_RELAXED) != gen;
+    return shmx_load_relaxed32(&shmx_plat_fork_gen) != gen;
 }
 
 /* Build "<dir>/<name>" where dir is `dir`, else $SHMX_DIR, else /dev/shm. */

@@ -68,7 +68,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
         guard_entry *g = &guards[i];
         /* Acquire pairs with the release that made the entry active: base,
          * size and fd are the mapping's. */
-        if (__atomic_load_n(&g->state, __ATOMIC_ACQUIRE) != GUARD_ACTIVE) continue;
+        if (shmx_load_acquire32(&g->state) != GUARD_ACTIVE) continue;
         if (a < g->base || a - g->base >= g->size) continue;
         uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
         struct stat st;
@@ -84,8 +84,8 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
                        g->writable ? PROT_READ | PROT_WRITE : PROT_READ,
                        MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) break;
-        __atomic_store_n(&g->lost, 1u, __ATOMIC_RELAXED);
-        __atomic_store_n(&shmx_plat_lost_any, 1u, __ATOMIC_RELAXED);
+        shmx_store_relaxed32(&g->lost, 1u);
+        shmx_store_relaxed32(&shmx_plat_lost_any, 1u);
         return;
     }
     /* Not ours: whatever was there before decides. */
@@ -138,13 +138,13 @@ static void fork_child(void)
      * instead of crashing); the locks held there end with the parent. */
     for (int i = 0; i < GUARD_MAX; i++) {
         guard_entry *g = &guards[i];
-        if (__atomic_load_n(&g->state, __ATOMIC_ACQUIRE) != GUARD_ACTIVE) continue;
+        if (shmx_load_acquire32(&g->state) != GUARD_ACTIVE) continue;
         if (g->fd >= 0) close(g->fd);
         g->fd = -1;
         (void)mmap((void *)g->base, g->size, PROT_READ | PROT_WRITE,
                    MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     }
-    __atomic_fetch_add(&shmx_plat_fork_gen, 1u, __ATOMIC_RELAXED);
+    (void)shmx_add_fetch_relaxed32(&shmx_plat_fork_gen, 1u);
     pthread_mutex_unlock(&handler_mu);
 }
 
@@ -166,7 +166,7 @@ static void guard_add(shmx_map *m)
             install_locked();
     }
     m->guard = -1;
-    m->fork_gen = __atomic_load_n(&shmx_plat_fork_gen, __ATOMIC_RELAXED);
+    m->fork_gen = shmx_load_relaxed32(&shmx_plat_fork_gen);
     for (int i = 0; i < GUARD_MAX; i++) {
         guard_entry *g = &guards[i];
         if (g->state != GUARD_FREE) continue;
@@ -176,7 +176,7 @@ static void guard_add(shmx_map *m)
         g->writable = m->writable;
         g->lost = 0;
         /* Release: the fields above before the handler may use them. */
-        __atomic_store_n(&g->state, GUARD_ACTIVE, __ATOMIC_RELEASE);
+        shmx_store_release32(&g->state, GUARD_ACTIVE);
         m->guard = i;
         break;
     }
@@ -188,7 +188,7 @@ static void guard_remove(shmx_map *m)
     if (m->guard < 0) return;
     pthread_mutex_lock(&handler_mu);
     /* Out of the handler's sight before the pages go away. */
-    __atomic_store_n(&guards[m->guard].state, GUARD_FREE, __ATOMIC_RELEASE);
+    shmx_store_release32(&guards[m->guard].state, GUARD_FREE);
     pthread_mutex_unlock(&handler_mu);
     m->guard = -1;
 }
@@ -196,7 +196,7 @@ static void guard_remove(shmx_map *m)
 uint32_t shmx_plat_map_lost_slow(const shmx_map *m)
 {
     if (m->guard < 0 || !m->base) return 0;
-    return __atomic_load_n(&guards[m->guard].lost, __ATOMIC_RELAXED);
+    return shmx_load_relaxed32(&guards[m->guard].lost);
 }
 
 int shmx_plat_map_shrunk(const shmx_map *m)

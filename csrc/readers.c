@@ -57,7 +57,7 @@ static void connected_dec(const shmx_region *r)
     uint32_t v = shmx_load_relaxed32(p);
     /* Never below 0: a count already off (a peer died between its two
      * stores) must not wrap to 4 billion readers. */
-    while (v != 0 && !__atomic_compare_exchange_n(p, &v, v - 1u, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+    while (v != 0 && !shmx_cas32_update(p, &v, v - 1u)) {
     }
 }
 
@@ -83,8 +83,7 @@ static void free_slot(const shmx_region *r, uint32_t i, uint32_t state, int keep
     shmx_reader_slot *rs = shmx_reader_at(r, i);
     int counted = state == RS_ATTACHED || state == RS_FREEING;
     /* seq_cst store: taken for everyone before we clear anything. */
-    __atomic_store_n(&rs->in_use, counted ? (uint32_t)RS_FREEING : (uint32_t)RS_FREEING_UNCOUNTED,
-                     __ATOMIC_SEQ_CST);
+    shmx_store_seqcst32(&rs->in_use, counted ? (uint32_t)RS_FREEING : (uint32_t)RS_FREEING_UNCOUNTED);
     shmx_test_point("free:claimed");
     drop_pins(r, i);
     /* reader_id is kept by a reader leaving on its own: the server names a

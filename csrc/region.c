@@ -50,7 +50,7 @@ shmx_status shmx_region_validate(shmx_region *r)
     shmx_global_header *gh = (shmx_global_header *)r->map.base;
     /* magic is stored last by a creating server (release); pairs with this
      * acquire so a fully initialised header is seen. */
-    uint64_t magic = __atomic_load_n(&gh->magic, __ATOMIC_ACQUIRE);
+    uint64_t magic = shmx_load_acquire64(&gh->magic);
     if (magic != SHMX_MAGIC)
         return BAD("'%s' is not a shmx region (magic 0x%016llx)", r->path,
                    (unsigned long long)magic);

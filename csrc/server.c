@@ -53,7 +53,7 @@ static void free_private(shmx_server *s)
 static uint32_t next_uid(void)
 {
     static uint32_t counter;
-    uint32_t c = __atomic_add_fetch(&counter, 1u, __ATOMIC_RELAXED);
+    uint32_t c = shmx_add_fetch_relaxed32(&counter, 1u);
     uint32_t v = ((uint32_t)(shmx_plat_random64() >> 32) ^ (c * 0x9E3779B9u)) & 0x7FFFFFFFu;
     /* Never 0, and under 2^31: a frame token (uid << 32 | gen) is then a
      * positive int64, which the Python binding returns in place of a
@@ -240,7 +240,7 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
         ((shmx_frame_header *)(base + slots_off + (uint64_t)i * slot_stride))->session_id_copy = session;
     /* Everything above is visible before the magic (pairs with the acquire
      * load of magic in shmx_region_validate). */
-    __atomic_store_n(&gh->magic, SHMX_MAGIC, __ATOMIC_RELEASE);
+    shmx_store_release64(&gh->magic, SHMX_MAGIC);
 
     st = shmx_region_validate(&s->r);
     if (st == SHMX_OK) {
