@@ -25,6 +25,7 @@ struct shmx_client {
     uint64_t next_layout_id;
     uint32_t hb_tick;
     int detached;
+    int wake_fd;             /* event-loop wake channel (wakefd.c); -1: none yet */
 };
 
 /* ---------------------------------------------------------------- attach */
@@ -83,6 +84,7 @@ void shmx_client_release(shmx_client *c)
 static void detach(shmx_client *c)
 {
     if (c->detached || !c->r.map.base) return;
+    shmx_wake_client_close(&c->wake_fd);
     shmx_client_release(c);
     shmx_region *r = &c->r;
     if (c->reader_index != NO_SLOT) {
@@ -153,6 +155,7 @@ static shmx_status client_open_into(shmx_client *c, const char *name)
     c->last_id = 0;
     c->seen_seq = 0;
     c->detached = 0;
+    c->wake_fd = -1;
     memset(&c->cur, 0, sizeof c->cur);
     c->dec = calloc(c->r.slots, sizeof *c->dec);
     if (!c->dec) st = shmx_fail(SHMX_ENOMEM, "out of memory");
@@ -615,6 +618,7 @@ shmx_status shmx_client_send_control(shmx_client *c, uint32_t type, const void *
     shmx_store_release64(&h->write, wv + need);
     shmx_store_relaxed64(&shmx_reader_at(r, c->reader_index)->heartbeat, shmx_plat_now_ns());
     notify_control(r);
+    shmx_wake_client_send_control(r, c->reader_index, c->reader_id, &c->wake_fd);
     return SHMX_OK;
 }
 
@@ -654,3 +658,39 @@ uint32_t shmx_client_server_alive(shmx_client *c)
 void *shmx_client_base(shmx_client *c) { return c ? c->r.map.base : NULL; }
 uint64_t shmx_client_size(shmx_client *c) { return c && c->r.map.base ? c->r.map.size : 0; }
 uint64_t shmx_client_reader_id(shmx_client *c) { return c ? c->reader_id : 0; }
+
+/* ------------------------------------------------------- event-loop fds */
+
+shmx_status shmx_client_wait_fd(shmx_client *c, int *fd)
+{
+    shmx_status st = check_client(c, "wait_fd");
+    if (st != SHMX_OK) return st;
+    if (!fd) return shmx_fail(SHMX_EINVAL, "wait_fd: fd is NULL");
+    if (c->wake_fd < 0) {
+        if (c->reader_index == NO_SLOT) return shmx_fail(SHMX_ENOREADER, "wait_fd: no reader slot");
+        st = shmx_wake_client_connect(&c->r, c->reader_index, c->reader_id, &c->wake_fd);
+        if (st != SHMX_OK) return st;
+    }
+    *fd = c->wake_fd;
+    return SHMX_OK;
+}
+
+shmx_status shmx_client_arm_fd(shmx_client *c)
+{
+    int fd;
+    shmx_status st = shmx_client_wait_fd(c, &fd);
+    if (st != SHMX_OK) return st;
+    shmx_region *r = &c->r;
+    shmx_ext_header *ext = r->ext;
+    int gone = shmx_wake_client_drain(fd);
+    uint32_t word = shmx_load_seqcst32(&ext->frame_futex);
+    if (newer_frame(c)) return SHMX_OK;
+    if (gone || shmx_load_acquire32(&ext->closed))
+        return shmx_fail(SHMX_ECLOSED, "'%s': the server is gone", r->name);
+    /* Arm, then look again: pairs with the producer's seq_cst exchange of
+     * frame_futex then seq_cst load of wake_armed (wakefd.c, top). */
+    shmx_fetch_or64(&ext->wake_armed, c->pin_bit);
+    if ((shmx_load_seqcst32(&ext->frame_futex) | 1u) != (word | 1u) || newer_frame(c)) return SHMX_OK;
+    return shmx_fail(SHMX_EAGAIN, "'%s': no frame newer than %llu yet; wait for the fd", r->name,
+                     (unsigned long long)c->last_id);
+}

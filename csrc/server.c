@@ -27,6 +27,7 @@ struct shmx_server {
     int skipped_pinned;      /* the last claim_slot passed over a pinned slot */
     uint32_t ctl_cursor;
     int closed;
+    shmx_wake_server *wake;  /* event-loop wake channel (wakefd.c); NULL: none */
 };
 
 static uint32_t next_uid(void)
@@ -254,6 +255,8 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
 
     st = shmx_region_validate(&s->r);
     if (st == SHMX_OK) st = shmx_schema_read(&s->r, &s->schema);
+    /* Before the region has its name: nobody can know the session yet. */
+    if (st == SHMX_OK) s->wake = shmx_wake_server_new(&s->r);
     if (st == SHMX_OK) {
         for (int attempt = 0; attempt < 4; attempt++) {
             st = shmx_plat_rename(tmp, s->r.path, 0);
@@ -274,6 +277,7 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
         shmx_plat_close(&s->r.map);
         shmx_plat_unlink(tmp);
         shmx_schema_free(&s->schema);
+        shmx_wake_server_free(s->wake);
         free(s);
         return shmx_fail(st, "create '%s': %s", name, msg);
     }
@@ -310,6 +314,9 @@ static void server_close(shmx_server *s, int unmap)
         shmx_store_release32(&ext->closed, 1);
         next_futex_word(s);
         shmx_plat_wake_all(&ext->frame_futex);
+        /* Closing our ends makes every client's wake fd readable (EOF). */
+        shmx_wake_server_free(s->wake);
+        s->wake = NULL;
         /* Unlink only if the name still refers to our file. */
         struct stat a, b;
         if (stat(s->r.path, &a) == 0 && fstat(s->r.map.fd, &b) == 0 && a.st_ino == b.st_ino &&
@@ -670,6 +677,9 @@ shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
      * reader set it before sleeping (shmx_client_wait): only then is
      * there a system call, once per sleep, not once per frame. */
     if (next_futex_word(s) & 1u) shmx_plat_wake_all(&ext->frame_futex);
+    /* seq_cst load after the seq_cst exchange above: pairs with a reader
+     * arming its wake fd (wakefd.c).  No system call unless one did. */
+    if (s->wake && shmx_load_seqcst64(&ext->wake_armed)) shmx_wake_publish(s->wake, r);
     if ((s->publishes & 63u) == 0) {
         uint64_t now = shmx_plat_now_ns();
         shmx_store_relaxed64(&ext->owner_heartbeat, now);
@@ -894,3 +904,22 @@ shmx_status shmx_server_stream_info(shmx_server *s, uint32_t index, shmx_stream_
 
 void *shmx_server_base(shmx_server *s) { return s ? s->r.map.base : NULL; }
 uint64_t shmx_server_size(shmx_server *s) { return s && s->r.map.base ? s->r.map.size : 0; }
+
+/* ------------------------------------------------------- event-loop fds */
+
+shmx_status shmx_server_control_fd(shmx_server *s, int *fd)
+{
+    shmx_status st = check_open(s, "control_fd");
+    if (st != SHMX_OK) return st;
+    if (!fd) return shmx_fail(SHMX_EINVAL, "control_fd: fd is NULL");
+    return shmx_wake_server_fd(s->wake, fd);
+}
+
+shmx_status shmx_server_arm_control_fd(shmx_server *s)
+{
+    shmx_status st = check_open(s, "arm_control_fd");
+    if (st != SHMX_OK) return st;
+    if (s->r.control_per_reader == 0)
+        return shmx_fail(SHMX_EINVAL, "arm_control_fd: the region has no control rings");
+    return shmx_wake_server_arm(s->wake, &s->r, ring_has_data);
+}

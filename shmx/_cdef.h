@@ -136,6 +136,10 @@ shmx_status shmx_client_reconnect(shmx_client *c);
 void *shmx_client_base(shmx_client *c);
 uint64_t shmx_client_size(shmx_client *c);
 uint64_t shmx_client_reader_id(shmx_client *c);
+shmx_status shmx_client_wait_fd(shmx_client *c, int *fd);
+shmx_status shmx_client_arm_fd(shmx_client *c);
+shmx_status shmx_server_control_fd(shmx_server *s, int *fd);
+shmx_status shmx_server_arm_control_fd(shmx_server *s);
 
 shmx_status shmx_inspector_open(const char *name, const shmx_open_options *opt, shmx_inspector **out);
 void shmx_inspector_close(shmx_inspector *in);

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 import time
 import warnings
 import weakref
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
+from ._aio import check_timeout, wait_readable, wake_all
 from ._common import header_dict, open_handle, streams_list
 from ._shmx import ffi, lib
 from .errors import error_for, status_message
@@ -68,6 +70,12 @@ class Client:
         self._shm_dir: Optional[str] = None
         self._last_status = 0
         self._err: Any = ""  # last_error: str, or the C detail as bytes until read
+        # Waits in flight (threads inside the C wait): close() lets them
+        # leave before the handle can go.  Async waiters: woken by close().
+        self._cv = threading.Condition(threading.Lock())
+        self._waiting: Set[int] = set()  # idents of the threads inside a wait
+        self._closing = False
+        self._async_waiters: Set[Tuple[Any, Any]] = set()
 
     # ------------------------------------------------------------ lifecycle
     def open(self, name: str, *, shm_dir: Optional[str] = None) -> bool:
@@ -111,13 +119,29 @@ class Client:
     def close(self) -> None:
         """Leave the region: free the reader slot and the pinned frame.
         Memoryviews already returned stay readable (they keep the mapping)
-        but are no longer protected from being overwritten."""
+        but are no longer protected from being overwritten.  Safe from any
+        thread: a ``wait_frame``/``wait_next``/``frames`` blocked in another
+        thread returns None (close waits for it to leave the C call), an
+        ``await_frame``/``aframes`` returns None / ends."""
         c = self._c
         if c is None:
             return
+        with self._cv:
+            if self._c is not c:
+                return  # another thread closed it meanwhile
+            self._closing = True
+            wake_all(self._async_waiters)
+            # Waiters look at _closing at least every _SLICE_S.  A waiter
+            # that reconnects (a new server took the name) closes from
+            # inside its own wait: do not wait for ourselves.
+            me = threading.get_ident()
+            self._cv.wait_for(lambda: not (self._waiting - {me}), timeout=5.0)
+            self._closing = False
+            if self._c is not c:
+                return
+            self._c = None
         lib.shmx_client_detach(c)
         self.__dict__.pop("get_latest_stream", None)
-        self._c = None
         self._fiq[2] = 0  # frame_id: no frame read
         self._mv = None
         self._owner = None
@@ -243,24 +267,42 @@ class Client:
     def wait_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """Block until a frame newer than the last one this client saw is
         published, and return the newest; None at the timeout (seconds,
-        None = forever) or when the server is gone.  Sleeps in the kernel
-        (futex), releases the GIL, honours Ctrl-C."""
-        if self._wait_new(timeout):
+        None = forever), when the server is gone or when ``close()`` is
+        called from another thread.  Sleeps in the kernel (futex), releases
+        the GIL, honours Ctrl-C.  A NaN or negative timeout raises
+        ``InvalidArgumentError``."""
+        if self._wait_new(check_timeout("wait_frame", timeout)):
             return self.get_latest_frame()
         return None
 
     def wait_next(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """Like ``read_next()``, but waits up to ``timeout`` for the frame."""
+        timeout = check_timeout("wait_next", timeout)
         frame = self.read_next()
         if frame is None and self._last_status == lib.SHMX_EAGAIN and self._wait_new(timeout):
             frame = self.read_next()
         return frame
 
     def _wait_new(self, timeout: Optional[float]) -> bool:
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        while self._c is not None:
+        with self._cv:
+            c = self._c
+            if c is None or self._closing:
+                self._fail(lib.SHMX_EINVAL)
+                return False
+            me = threading.get_ident()
+            self._waiting.add(me)
+        try:
+            return self._wait_in(c, timeout)
+        finally:
+            with self._cv:
+                self._waiting.discard(me)
+                self._cv.notify_all()
+
+    def _wait_in(self, c: Any, timeout: Optional[float]) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._c is c and not self._closing:
             left = _SLICE_S if deadline is None else min(_SLICE_S, deadline - time.monotonic())
-            st = _wait(self._c, max(int(left * 1e9), 0))
+            st = _wait(c, max(int(left * 1e9), 0))
             if st == 0:
                 return True
             if st == lib.SHMX_ECLOSED:
@@ -270,6 +312,7 @@ class Client:
                 # wait_frame() and frames() without a timeout hang forever
                 # once the producer had exited.
                 if self._follow_new_server():
+                    c = self._c
                     continue
                 self._fail(st)
                 # Say what happened, not why the look for a new server failed.
@@ -280,9 +323,13 @@ class Client:
                 self._fail(st)
                 return False
             if deadline is not None and time.monotonic() >= deadline:
-                self._fail(st)
+                # Our own words: the thread's C detail may be another
+                # object's old error (a timed-out wait records none).
+                self._last_status = st
+                self._err = f"wait: no new frame in '{self._name}' within {timeout} s"
                 return False
-        self._fail(lib.SHMX_EINVAL)
+        self._last_status = lib.SHMX_ECLOSED
+        self._err = "wait: the client was closed while waiting"
         return False
 
     def reconnect(self) -> bool:
@@ -322,21 +369,92 @@ class Client:
     def frames(self, timeout: Optional[float] = None) -> Iterator[Frame]:
         """Iterate over new frames as they are published (each once; a slow
         consumer skips to the newest).  Stops after ``timeout`` seconds
-        without a new frame, or when the server is gone."""
+        without a new frame, when the server is gone or the client closed."""
+        check_timeout("frames", timeout)
         while True:
             frame = self.wait_frame(timeout)
             if frame is None:
                 return
             yield frame
 
+    # ------------------------------------------------------- event loops
+    def fileno(self) -> int:
+        """A file descriptor for any event loop (selectors, asyncio's
+        ``add_reader``, trio's ``wait_readable``): it becomes readable, once
+        armed, when a frame newer than this client's last read is published,
+        and when the server goes away.  ``fileno()`` arms it; after each
+        wake call ``arm()`` (it drains the fd): True means read now, False
+        means wait for the fd again.  Owned by the client: do not close it;
+        unregister it before ``close()``; it changes after a reconnect.
+        Raises ``ServerGoneError`` when the server is gone, ``ShmxError``
+        where there is no wake channel (not Linux, another network
+        namespace)."""
+        c = self._c
+        fd = ffi.new("int *")
+        st = lib.shmx_client_wait_fd(c or _NULL, fd)
+        if st != 0:
+            self._fail(st)
+            raise error_for(st, f"fileno: {self.last_error}")
+        lib.shmx_client_arm_fd(c)
+        return int(fd[0])
+
+    def arm(self) -> bool:
+        """Drain and arm the ``fileno()`` fd.  True: a frame newer than the
+        last one read is there (or the server is gone, or the client is
+        closed): read now, do not wait.  False: armed; the fd becomes
+        readable at the next publish."""
+        st = lib.shmx_client_arm_fd(self._c or _NULL)
+        if st == lib.SHMX_EAGAIN:
+            return False
+        if st != 0:
+            self._fail(st)
+        return True
+
     async def await_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
-        """``wait_frame`` for asyncio: waits in a worker thread, so the event
-        loop keeps running."""
-        ok = await asyncio.get_running_loop().run_in_executor(None, self._wait_new, timeout)
-        return self.get_latest_frame() if ok else None
+        """``wait_frame`` for asyncio, on the ``fileno()`` fd with
+        ``loop.add_reader``: no thread.  Cancelling it (or
+        ``asyncio.wait_for``) ends the wait at once; ``close()`` makes it
+        return None."""
+        timeout = check_timeout("await_frame", timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            c = self._c
+            if c is None or self._closing:
+                self._last_status = lib.SHMX_ECLOSED
+                self._err = "await_frame: the client is not open or was closed"
+                return None
+            st = lib.shmx_client_arm_fd(c)
+            if st == 0:
+                frame = self.get_latest_frame()
+                if frame is not None:
+                    return frame
+                continue
+            if st == lib.SHMX_ECLOSED:
+                if self._follow_new_server():
+                    continue
+                self._fail(st)
+                self.last_error = (f"the server of '{self._name}' is gone (destroyed, or its "
+                                   "process died) and no new server has taken the name")
+                return None
+            if st != lib.SHMX_EAGAIN:
+                self._fail(st)
+                return None
+            fd = ffi.new("int *")
+            if lib.shmx_client_wait_fd(c, fd) != 0:
+                self._fail(lib.SHMX_ECLOSED)
+                return None
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                self._last_status = lib.SHMX_ETIMEDOUT
+                self._err = f"await_frame: no new frame in '{self._name}' within {timeout} s"
+                return None
+            await wait_readable(int(fd[0]), left, self._async_waiters)
 
     async def aframes(self, timeout: Optional[float] = None) -> AsyncIterator[Frame]:
-        """``async for frame in client.aframes():`` the asyncio ``frames()``."""
+        """``async for frame in client.aframes():`` the asyncio ``frames()``
+        (no thread; Ctrl-C and cancellation end it at once)."""
+        check_timeout("aframes", timeout)
         while True:
             frame = await self.await_frame(timeout)
             if frame is None:

@@ -1,6 +1,7 @@
 """The producer side: ``Server`` (the documented shmx 1.0.1 API and more)."""
 from __future__ import annotations
 
+import asyncio
 import operator
 import os
 import struct
@@ -9,6 +10,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
 
+from ._aio import check_timeout, wait_readable, wake_all
 from ._common import (CHECKSUM_POLICIES, encode_name, header_dict, readers_list,
                       streams_list)
 from ._shmx import ffi, lib
@@ -56,6 +58,7 @@ class Server:
         self._slot_cap = self._user_cap = 0
         self._name = ""
         self.last_error: str = ""
+        self._async_waiters: set = set()
 
     # ------------------------------------------------------------ lifecycle
     def create(self, name: str, slots: int = 3, reader_slots: int = 16,
@@ -175,6 +178,7 @@ class Server:
         if s is None:
             return
         self._revoke_loans()
+        wake_all(self._async_waiters)
         lib.shmx_server_close(s)
         self.__dict__.pop("publish_stream", None)
         self._s = None
@@ -434,8 +438,10 @@ class Server:
 
     def wait_control(self, timeout: Optional[float] = None) -> bool:
         """Block until a control message may be waiting (True) or the
-        timeout in seconds passes (False).  Releases the GIL; Ctrl-C works."""
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        timeout in seconds passes (False).  Releases the GIL; Ctrl-C works.
+        A NaN or negative timeout raises ``InvalidArgumentError``."""
+        timeout = check_timeout("wait_control", timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self._s is not None:
             left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
             st = lib.pyshmx_server_wait_control(self._s, max(int(left * 1e9), 0))
@@ -445,9 +451,71 @@ class Server:
                 self._set_error(st)
                 return False
             if deadline is not None and time.monotonic() >= deadline:
+                self._last_status = st
+                self.last_error = f"wait_control: no control message within {timeout} s"
                 return False
         self._set_error(lib.SHMX_ECLOSED)  # not created, or destroyed: say so
         return False
+
+    # ------------------------------------------------------- event loops
+    def control_fileno(self) -> int:
+        """A file descriptor for any event loop that becomes readable, once
+        armed, when a client sends a control message (and, spuriously, when
+        a client connects to or leaves the wake channel).  ``control_fileno()``
+        arms it; after each wake call ``arm_control()``: True means call
+        ``poll_control()`` now, False means wait for the fd again.  Owned by
+        the server (closed by ``destroy()``).  Raises ``ServerGoneError``
+        after destroy, ``ShmxError`` where there is no wake channel."""
+        fd = ffi.new("int *")
+        st = lib.shmx_server_control_fd(self._s or _NULL, fd)
+        if st != 0:
+            self._set_error(st if self._s is not None else lib.SHMX_ECLOSED)
+            raise error_for(lib.SHMX_ECLOSED if self._s is None else st,
+                            f"control_fileno: {self.last_error}")
+        self.arm_control()
+        return int(fd[0])
+
+    def arm_control(self) -> bool:
+        """Drain and arm the ``control_fileno()`` fd.  True: a control message
+        may be waiting (or the server is destroyed): poll now.  False:
+        armed, wait for the fd."""
+        st = lib.shmx_server_arm_control_fd(self._s or _NULL)
+        if st == lib.SHMX_EAGAIN:
+            return False
+        if st != 0:
+            self._set_error(st)
+        return True
+
+    async def await_control(self, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+        """The asyncio ``wait_control`` + ``poll_control``: the control
+        messages waiting (a non-empty list), or ``[]`` at the timeout or
+        after ``destroy()``.  Built on ``control_fileno()`` with
+        ``loop.add_reader``: no thread; cancellation ends it at once."""
+        timeout = check_timeout("await_control", timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._s is not None:
+            msgs = self.poll_control()
+            if msgs:
+                return msgs
+            st = lib.shmx_server_arm_control_fd(self._s)
+            if st == 0:
+                continue
+            if st != lib.SHMX_EAGAIN:
+                self._set_error(st)
+                return []
+            fd = ffi.new("int *")
+            if lib.shmx_server_control_fd(self._s, fd) != 0:
+                self._set_error(lib.SHMX_ESYS)
+                return []
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                self._last_status = lib.SHMX_ETIMEDOUT
+                self.last_error = f"await_control: no control message within {timeout} s"
+                return []
+            await wait_readable(int(fd[0]), left, self._async_waiters)
+        self._set_error(lib.SHMX_ECLOSED)
+        return []
 
     # -------------------------------------------------------------- readers
     def snapshot_readers(self) -> List[Dict[str, Any]]:

@@ -328,6 +328,39 @@ SHMX_API void *shmx_client_base(shmx_client *c);
 SHMX_API uint64_t shmx_client_size(shmx_client *c);
 SHMX_API uint64_t shmx_client_reader_id(shmx_client *c);
 
+/* ---------------------------------------------------- event-loop fds
+ * A file descriptor to hand to poll/epoll/select, asyncio's add_reader,
+ * trio's wait_readable or Go's poller, instead of a blocking wait (Linux:
+ * a connected abstract-namespace unix socket; nothing in the file system).
+ * The protocol, the same for both sides:
+ *     for (;;) {
+ *         st = shmx_client_arm_fd(c);
+ *         if (st == SHMX_EAGAIN) { poll(fd, POLLIN); continue; }
+ *         if (st != SHMX_OK) break;           (SHMX_ECLOSED: server gone)
+ *         shmx_client_latest(c, &fi) or shmx_client_next(c, &fi) ...
+ *     }
+ * Arming is what makes the producer signal the fd, once (coalesced like the
+ * futex sleeper bit): a producer makes no system call for a reader that did
+ * not arm.  A readable fd is a hint; arm again to know.  The fd belongs to
+ * the handle (do not close it); it is closed by close/detach, and changes
+ * after shmx_client_reconnect.  Fails with SHMX_ESYS where there is no such
+ * channel (not Linux, another network namespace than the server's) and
+ * SHMX_ELEGACY on a shmx 1.0.1 region.  Since 1.1. */
+
+/* The client's wake fd: readable once armed and a frame newer than the
+ * last one read is published, or the server is gone. */
+SHMX_API shmx_status shmx_client_wait_fd(shmx_client *c, int *fd);
+/* Drain the fd and arm it.  SHMX_OK: a frame newer than the last one read
+ * is there now (read it, do not wait); SHMX_EAGAIN: armed, wait until the
+ * fd is readable, then call again; SHMX_ECLOSED: the server is gone. */
+SHMX_API shmx_status shmx_client_arm_fd(shmx_client *c);
+/* The server's control fd: readable once armed and a client sends a
+ * control message (also, spuriously, when a client connects or leaves). */
+SHMX_API shmx_status shmx_server_control_fd(shmx_server *s, int *fd);
+/* Drain and arm it.  SHMX_OK: a message may be there now (call
+ * shmx_server_next_control); SHMX_EAGAIN: armed, wait for the fd. */
+SHMX_API shmx_status shmx_server_arm_control_fd(shmx_server *s);
+
 /* ------------------------------------------------------------- inspector */
 
 /* Read-only: maps the region read-only, attaches no reader slot. */
