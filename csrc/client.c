@@ -26,6 +26,7 @@ struct shmx_client {
     uint32_t hb_tick;
     int detached;
     int wake_fd;             /* event-loop wake channel (wakefd.c); -1: none yet */
+    int from_oldest;         /* history: the first read_next takes the oldest frame */
 };
 
 /* ---------------------------------------------------------------- attach */
@@ -156,6 +157,7 @@ static shmx_status client_open_into(shmx_client *c, const char *name)
     c->seen_seq = 0;
     c->detached = 0;
     c->wake_fd = -1;
+    c->from_oldest = c->opt.history != 0;
     memset(&c->cur, 0, sizeof c->cur);
     c->dec = calloc(c->r.slots, sizeof *c->dec);
     if (!c->dec) st = shmx_fail(SHMX_ENOMEM, "out of memory");
@@ -181,6 +183,8 @@ shmx_status shmx_client_open(const char *name, const shmx_open_options *opt, shm
         snprintf(c->dir, sizeof c->dir, "%s", opt->dir);
         c->opt.dir = c->dir;
     }
+    if (opt && opt->struct_size >= offsetof(shmx_open_options, history) + sizeof(opt->history))
+        c->opt.history = opt->history;
     shmx_status st = client_open_into(c, name);
     if (st != SHMX_OK) {
         free(c);
@@ -419,7 +423,9 @@ shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
     if (st != SHMX_OK) return st;
     shmx_region *r = &c->r;
     if (!r->ext) return shmx_fail(SHMX_ELEGACY, "read_next: '%s' is a shmx 1.0.1 region (no ordered reads)", r->name);
-    if (c->last_id == 0) return shmx_client_latest(c, out);
+    /* A late joiner with history starts at frame 1: the scan below then
+     * takes the oldest frame the ring still holds. */
+    if (c->last_id == 0 && !c->from_oldest) return shmx_client_latest(c, out);
     const uint64_t target = c->last_id + 1;
     uint64_t fseq = 0;
     for (int attempt = 0; attempt < 64; attempt++) {
@@ -453,8 +459,11 @@ shmx_status shmx_client_next(shmx_client *c, shmx_frame_info *out)
             unpin(c, best);
             continue;
         }
-        st = switch_to(c, best, best_id, best_id - target);
+        /* The frames before the oldest retained one were gone before a
+         * history reader joined: not counted as dropped. */
+        st = switch_to(c, best, best_id, c->last_id == 0 ? 0 : best_id - target);
         if (st != SHMX_OK) return st;
+        c->from_oldest = 0;
         if (out) SHMX_COPY_OUT(out, &c->cur);
         return SHMX_OK;
     }

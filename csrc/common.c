@@ -11,10 +11,15 @@ static __thread char last_error[512];
 
 shmx_status shmx_fail(shmx_status status, const char *fmt, ...)
 {
+    /* Formatted into a local buffer first: callers pass shmx_last_error()
+     * itself as an argument ("create '%s': %s"), and vsnprintf into the
+     * buffer it reads from is undefined (it came out garbled). */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return status;
 }
 

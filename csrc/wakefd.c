@@ -302,10 +302,13 @@ shmx_status shmx_wake_client_connect(const shmx_region *r, uint32_t index, uint6
 
 int shmx_wake_client_drain(int fd)
 {
+    /* One recv: the server sends at most one record per arm (it clears
+     * our bit as it sends), and we arm only after draining.  Should a
+     * second record be there, the fd stays readable: one spurious wake. */
     char buf[64];
     for (;;) {
         ssize_t got = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (got > 0) continue;
+        if (got > 0) return 0;
         if (got < 0 && errno == EINTR) continue;
         return got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK); /* 1: server gone */
     }

@@ -52,7 +52,7 @@ typedef struct shmx_server_config {
     const shmx_stream_spec *streams; uint32_t stream_count; const char *dir;
 } shmx_server_config;
 
-typedef struct shmx_open_options { uint32_t struct_size; const char *dir; } shmx_open_options;
+typedef struct shmx_open_options { uint32_t struct_size; const char *dir; uint32_t history; } shmx_open_options;
 
 typedef struct shmx_header_info {
     uint32_t struct_size; uint32_t version_major; uint32_t version_minor; uint32_t extended;

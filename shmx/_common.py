@@ -169,10 +169,11 @@ def encode_name(name: Any) -> bytes:
     return raw
 
 
-def open_options(shm_dir: Optional[str]) -> Any:
+def open_options(shm_dir: Optional[str], history: bool = False) -> Any:
     """A filled ``shmx_open_options`` (kept alive with its dir string)."""
     opt = ffi.new("shmx_open_options *")
     lib.shmx_open_options_init(opt)
+    opt.history = 1 if history else 0
     keep = None
     if shm_dir is not None:
         keep = ffi.new("char[]", os.fsencode(shm_dir))
@@ -181,14 +182,14 @@ def open_options(shm_dir: Optional[str]) -> Any:
 
 
 def open_handle(open_fn: Any, handle_type: str, name: Any,
-                shm_dir: Optional[str]) -> Tuple[int, Any, str, str]:
+                shm_dir: Optional[str], history: bool = False) -> Tuple[int, Any, str, str]:
     """Call a C open function (``shmx_client_open``/``shmx_inspector_open``).
     Returns ``(status, handle or None, region name, error message)``."""
     try:
         raw = encode_name(name)
     except (TypeError, ValueError) as exc:
         return lib.SHMX_EINVAL, None, "", f"open: {exc}"
-    opt, keep = open_options(shm_dir)
+    opt, keep = open_options(shm_dir, history)
     out = ffi.new(handle_type + " **")
     st = open_fn(raw, opt, out)
     del keep

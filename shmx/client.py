@@ -68,6 +68,7 @@ class Client:
         self._streams: List[Dict[str, Any]] = []
         self._name = ""
         self._shm_dir: Optional[str] = None
+        self._history = False
         self._last_status = 0
         self._err: Any = ""  # last_error: str, or the C detail as bytes until read
         # Waits in flight (threads inside the C wait): close() lets them
@@ -78,18 +79,24 @@ class Client:
         self._async_waiters: Set[Tuple[Any, Any]] = set()
 
     # ------------------------------------------------------------ lifecycle
-    def open(self, name: str, *, shm_dir: Optional[str] = None) -> bool:
+    def open(self, name: str, *, shm_dir: Optional[str] = None, history: bool = False) -> bool:
         """Attach to region ``name`` as a reader.  False (reason in
         ``last_error``) when there is no such region, it is not a shmx
-        region, permission is denied, or every reader slot is taken."""
+        region, permission is denied, or every reader slot is taken.
+
+        ``history=True`` is for late joiners: the first ``read_next()``
+        returns the oldest frame still in the ring (not the newest), so
+        the client gets every retained frame in order."""
         self.close()
-        st, handle, region, error = open_handle(lib.pyshmx_client_open, "shmx_client", name, shm_dir)
+        st, handle, region, error = open_handle(lib.pyshmx_client_open, "shmx_client", name, shm_dir,
+                                                bool(history))
         if st != 0:
             self.last_error, self._last_status = error, st
             return False
         self._adopt(handle)
         self._name = region
         self._shm_dir = shm_dir
+        self._history = bool(history)
         self.last_error = ""
         return True
 
@@ -340,7 +347,7 @@ class Client:
             self.last_error = "reconnect: client was never opened"
             return False
         st, handle, _, error = open_handle(lib.pyshmx_client_open, "shmx_client", self._name,
-                                           self._shm_dir)
+                                           self._shm_dir, self._history)
         if st != 0:
             self.last_error, self._last_status = error, st
             return False
@@ -618,14 +625,18 @@ class Client:
 
 
 def connect(name: str, timeout: Optional[float] = 0.0, *, shm_dir: Optional[str] = None,
-            poll: float = 0.01) -> Client:
+            poll: float = 0.01, history: bool = False) -> Client:
     """Open a client, waiting up to ``timeout`` seconds (None: forever) for
-    the server to create the region.  Raises ``RegionNotFoundError``,
-    ``ShmxPermissionError``, ``CorruptRegionError``, ``BusyError``..."""
+    the server to create the region.  ``history``: as in ``Client.open``.
+    Raises ``RegionNotFoundError``, ``ShmxPermissionError``,
+    ``CorruptRegionError``, ``BusyError``, ``InvalidArgumentError`` (a NaN
+    or negative timeout)..."""
+    timeout = check_timeout("connect", timeout)
+    check_timeout("connect", poll, "poll")
     deadline = None if timeout is None else time.monotonic() + timeout
     client = Client()
     while True:
-        if client.open(name, shm_dir=shm_dir):
+        if client.open(name, shm_dir=shm_dir, history=history):
             return client
         retry = client._last_status in (lib.SHMX_ENOENT, lib.SHMX_ECORRUPT)
         if not retry or (deadline is not None and time.monotonic() >= deadline):

@@ -457,6 +457,29 @@ class Server:
         self._set_error(lib.SHMX_ECLOSED)  # not created, or destroyed: say so
         return False
 
+    # -------------------------------------------------------------- readers
+    def wait_readers(self, n: int, timeout: Optional[float] = None) -> bool:
+        """Wait until at least ``n`` readers are attached (``readers_connected``):
+        True then, False at the timeout (seconds, None: forever) or after
+        ``destroy()``.  Honours Ctrl-C."""
+        timeout = check_timeout("wait_readers", timeout)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise error_for(lib.SHMX_EINVAL, f"wait_readers: n must be an int >= 0, got {n!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        nap = 0.0005
+        while self._s is not None:
+            if self.get_header_info().get("readers_connected", 0) >= n:
+                return True
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self._last_status = lib.SHMX_ETIMEDOUT
+                self.last_error = f"wait_readers: fewer than {n} readers within {timeout} s"
+                return False
+            time.sleep(nap if deadline is None else max(min(nap, deadline - now), 0))
+            nap = min(nap * 2, 0.01)
+        self._set_error(lib.SHMX_ECLOSED)
+        return False
+
     # ------------------------------------------------------- event loops
     def control_fileno(self) -> int:
         """A file descriptor for any event loop that becomes readable, once

@@ -169,6 +169,8 @@ typedef struct shmx_server_config {
 typedef struct shmx_open_options {
     uint32_t struct_size;
     const char *dir;             /* NULL: $SHMX_DIR, else /dev/shm */
+    uint32_t history;            /* 1: the first shmx_client_next() returns the oldest
+                                    frame still in the ring, not the newest (since 1.1) */
 } shmx_open_options;
 
 typedef struct shmx_header_info {
