@@ -73,6 +73,14 @@ static shmx_status check_config(const shmx_server_config *cfg, uint64_t *dir_byt
             return shmx_fail(SHMX_EINVAL, "stream '%s': components must be at least 1", a->name);
         if (a->bytes_per_elem == 0)
             return shmx_fail(SHMX_EINVAL, "stream '%s': bytes_per_elem must be at least 1", a->name);
+        /* One element is `components` values of the dtype: a mismatch made
+         * readers fall back to raw bytes, silently. */
+        if ((uint64_t)a->bytes_per_elem != (uint64_t)shmx_dtype_size(a->dtype) * a->components)
+            return shmx_fail(SHMX_EINVAL,
+                             "stream '%s': bytes_per_elem is %u, but %u component(s) of %s take %llu "
+                             "bytes (bytes_per_elem is per element, not per component)",
+                             a->name, a->bytes_per_elem, a->components, shmx_dtype_name(a->dtype),
+                             (unsigned long long)shmx_dtype_size(a->dtype) * a->components);
         if (a->layout > SHMX_LAYOUT_AOS_VECTOR)
             return shmx_fail(SHMX_EINVAL, "stream '%s': unknown layout code %u", a->name, a->layout);
         if (a->extra_len && !a->extra)

@@ -512,16 +512,21 @@ class Client:
     # ----------------------------------------------------------- numpy view
     def get_latest_arrays(self) -> Optional[Dict[str, Any]]:
         """The latest frame as read-only numpy arrays over shared memory:
-        ``{stream name: ndarray}`` shaped ``(elem_count, components)`` (or
-        ``(elem_count,)``), plus ``'__metadata__'``.  Needs numpy."""
+        ``{stream name: ndarray}`` (arrays only, as ``as_arrays``); the
+        frame's metadata is in ``frame_id``/``sim_time`` after the call.
+        Needs numpy."""
         frame = self.get_latest_frame()
         return None if frame is None else self.as_arrays(frame)
 
     def as_arrays(self, frame: Frame) -> Dict[str, Any]:
-        """Turn a frame dict into typed numpy arrays (zero copy)."""
+        """A frame dict as ``{stream name: ndarray}``: arrays only (the
+        metadata stays in ``frame['__metadata__']``), zero copy, read-only,
+        typed by the schema and shaped by its ``shape`` when the frame's
+        count fits it, else ``(elem_count, components)`` /
+        ``(elem_count,)``.  Needs numpy."""
         from ._numpy import stream_array
         specs = {s["name"]: s for s in self._streams}
-        out: Dict[str, Any] = {"__metadata__": frame["__metadata__"]}
+        out: Dict[str, Any] = {}
         for key, entry in frame.items():
             if key != "__metadata__":
                 out[key] = stream_array(entry["data"], entry["elem_count"], specs.get(key))
@@ -533,6 +538,11 @@ class Client:
         server.  False when the ring is full, the message is larger than
         the ring, or the client is not open."""
         try:
+            if isinstance(type, bool) or not hasattr(type, "__index__"):
+                raise TypeError(f"type must be an int, got {type.__class__.__name__} {type!r}")
+            if isinstance(data, str):
+                raise TypeError(f"data must be a bytes-like buffer, got str {data[:40]!r} "
+                                "(encode text first: data.encode())")
             buf = ffi.from_buffer(data)
             st = lib.shmx_client_send_control(self._c or _NULL, type, buf, len(buf))
         except (TypeError, ValueError, OverflowError) as exc:
