@@ -298,6 +298,9 @@ class Client:
                 return False
             me = threading.get_ident()
             self._waiting.add(me)
+            # Keeps the mapping and the C handle allocated while this thread
+            # is inside the C wait, whatever close() does meanwhile.
+            owner = self._owner  # noqa: F841
         try:
             return self._wait_in(c, timeout)
         finally:
