@@ -78,3 +78,22 @@ def test_demo_sigint_exits_130(unique_name: Callable[[str], str], tmp_path: Path
     assert "received" in out and f"cleanup    region {name} removed" in out, out + err
     assert "interrupted" in err and "Traceback" not in err, err
     assert os.listdir(tmp_path) == []
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("script,args,marker", [
+    ("video_frames.py", ["--frames", "100000", "--fps", "50"], "Received frame"),
+    ("sensors_control.py", ["--frames", "100000", "--reads", "100000"], "T="),
+    ("numpy_particles.py", ["--frames", "100000"], "Frame "),
+])
+def test_examples_parent_sigint(unique_name: Callable[[str], str], script: str, args: List[str],
+                                marker: str) -> None:
+    name = unique_name("exint")
+    rc, out, err, took = interrupt_after([sys.executable, str(EXAMPLES / script), "--name", name, *args],
+                                         marker, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    print(f"{script}: SIGINT to the parent -> exit {rc} in {took:.2f} s")
+    assert rc == 130, out[-2000:] + err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert not [f for f in os.listdir(shmx.default_shm_dir()) if f.startswith(name)]
