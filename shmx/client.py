@@ -174,6 +174,11 @@ class Client:
         older than a frame this client returned before.  While the latest
         frame is unchanged, the same dict is returned again: treat frames
         as read-only."""
+        # close() may run in another thread between our steps (the quick C
+        # calls keep the GIL, so not during one).  The owner first: held,
+        # it keeps the C handle allocated to the end of this method (close
+        # clears _c before it drops _owner), and each method reads _c once.
+        owner = self._owner  # noqa: F841
         st = _latest(self._c or _NULL, self._fi)
         if st != 0:
             self._fail(st)
@@ -189,6 +194,7 @@ class Client:
         None when there is none yet.  ``frame['__metadata__']['dropped']``
         counts frames the ring overwrote before this client could read them
         (0 when none was lost).  The first call returns the latest frame."""
+        owner = self._owner  # noqa: F841  (see get_latest_frame)
         st = _next(self._c or _NULL, self._fi)
         if st != 0:
             self._fail(st)
@@ -207,6 +213,7 @@ class Client:
         # While open, the instance's own get_latest_stream (built by
         # _bound_get_latest_stream) shadows this method, unless a subclass
         # overrides it.
+        owner = self._owner  # noqa: F841  (see get_latest_frame)
         layout = _latest_layout(self._c or _NULL, self._fi, 1 if new_only else 0)
         if layout > 0:
             return self._stream_view(layout, stream)
@@ -399,7 +406,7 @@ class Client:
         Raises ``ServerGoneError`` when the server is gone, ``ShmxError``
         where there is no wake channel (not Linux, another network
         namespace)."""
-        c = self._c
+        owner, c = self._owner, self._c  # noqa: F841  (see get_latest_frame)
         fd = ffi.new("int *")
         st = lib.shmx_client_wait_fd(c or _NULL, fd)
         if st != 0:
@@ -413,6 +420,7 @@ class Client:
         last one read is there (or the server is gone, or the client is
         closed): read now, do not wait.  False: armed; the fd becomes
         readable at the next publish."""
+        owner = self._owner  # noqa: F841  (see get_latest_frame)
         st = lib.shmx_client_arm_fd(self._c or _NULL)
         if st == lib.SHMX_EAGAIN:
             return False
@@ -484,7 +492,9 @@ class Client:
         return frame
 
     def _build_layout(self, layout_id: int, count: int) -> List[_Entry]:
-        assert self._mv is not None
+        c, mv = self._c, self._mv
+        if c is None or mv is None:
+            return []  # closed (from another thread) since the read
         if len(self._layouts) > 256:
             self._layouts.clear()
             self._views.clear()
@@ -492,14 +502,14 @@ class Client:
         entries: List[_Entry] = []
         for i in range(count):
             sv.struct_size = ffi.sizeof("shmx_stream_view")
-            if lib.shmx_client_frame_stream(self._c, i, sv) != 0:
+            if lib.shmx_client_frame_stream(c, i, sv) != 0:
                 continue
             sid = sv.stream_id
             if sid not in self._names:
                 self._load_schema()
             name = self._names.get(sid, f"stream_{sid}")
             off = sv.offset
-            entries.append((name, self._mv[off:off + sv.bytes], sv.elem_count, sv.bytes, sid))
+            entries.append((name, mv[off:off + sv.bytes], sv.elem_count, sv.bytes, sid))
         self._layouts[layout_id] = entries
         views: Dict[Any, memoryview] = {}
         for name, view, _, _, sid in entries:
@@ -509,8 +519,9 @@ class Client:
 
     def release(self) -> None:
         """Drop the pin on the last frame early (its views may then change)."""
-        if self._c is not None:
-            lib.shmx_client_release(self._c)
+        owner, c = self._owner, self._c  # noqa: F841  (see get_latest_frame)
+        if c is not None:
+            lib.shmx_client_release(c)
 
     # ----------------------------------------------------------- numpy view
     def get_latest_arrays(self) -> Optional[Dict[str, Any]]:
@@ -547,6 +558,7 @@ class Client:
                 raise TypeError(f"data must be a bytes-like buffer, got str {data[:40]!r} "
                                 "(encode text first: data.encode())")
             buf = ffi.from_buffer(data)
+            owner = self._owner  # noqa: F841  (see get_latest_frame)
             st = lib.shmx_client_send_control(self._c or _NULL, type, buf, len(buf))
         except (TypeError, ValueError, OverflowError) as exc:
             self.last_error = f"send_control: {exc}"
@@ -569,6 +581,7 @@ class Client:
 
     def refresh_static(self) -> bool:
         """Re-read the static directory (after the server appended to it)."""
+        owner = self._owner  # noqa: F841  (see get_latest_frame)
         st = lib.shmx_client_refresh_static(self._c or _NULL)
         if st != 0:
             self._fail(st)
@@ -578,26 +591,29 @@ class Client:
 
     def get_header_info(self) -> Dict[str, Any]:
         """Region header: the shmx 1.0.1 keys plus ours ({} when not open)."""
-        if self._c is None:
+        owner, c = self._owner, self._c  # noqa: F841  (see get_latest_frame)
+        if c is None:
             return {}
         info = ffi.new("shmx_header_info *")
         info.struct_size = ffi.sizeof("shmx_header_info")
-        if lib.shmx_client_header_info(self._c, info) != 0:
+        if lib.shmx_client_header_info(c, info) != 0:
             return {}
         return header_dict(info, self._name)
 
     def server_alive(self) -> Optional[bool]:
         """True/False from the server's liveness lock; None for a shmx 1.0.1
         server (it holds no lock) or when not open."""
-        if self._c is None:
+        owner, c = self._owner, self._c  # noqa: F841  (see get_latest_frame)
+        if c is None:
             return None
-        v = lib.shmx_client_server_alive(self._c)
+        v = lib.shmx_client_server_alive(c)
         return {lib.SHMX_ALIVE: True, lib.SHMX_DEAD: False}.get(v)
 
     @property
     def reader_id(self) -> int:
         """This client's reader id (as the server sees it in control messages)."""
-        return int(lib.shmx_client_reader_id(self._c)) if self._c is not None else 0
+        owner, c = self._owner, self._c  # noqa: F841  (see get_latest_frame)
+        return int(lib.shmx_client_reader_id(c)) if c is not None else 0
 
     # -------------------------------------------------------------- helpers
     @property

@@ -186,3 +186,39 @@ def test_error_formatted_from_the_error_buffer_is_not_garbled() -> None:
         assert "exists and cannot be opened: cannot open" in msg, msg
         assert msg.count("exists and cannot be opened") == 1, msg
         assert msg.endswith("Is a directory"), msg
+
+
+CLOSE_RACE = """
+import sys, threading, shmx
+srv = shmx.Server()
+assert srv.create(sys.argv[1], streams=[shmx.create_stream_spec(1, "x", shmx.DT_U8, 1, 1)], slots=4)
+srv.publish_stream(1, b"a")
+for round in range(200):
+    c = shmx.Client()
+    assert c.open(sys.argv[1])
+    stop = False
+    def hammer():
+        while not stop:
+            c.get_latest_frame(); c.read_next(); c.get_header_info(); c.server_alive(); c.release()
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in threads: t.start()
+    srv.publish_stream(1, bytes([round % 256]))
+    c.close()            # while the other threads are inside calls on it
+    stop = True
+    for t in threads: t.join(10)
+srv.destroy()
+print("ok", flush=True)
+"""
+
+
+def test_close_while_other_threads_call_the_client(name: str) -> None:
+    """close() from one thread while others are inside reads: no crash and no
+    exception in the readers (the C handle stays allocated through every call
+    in flight; a read after the close returns None/{} with last_error)."""
+    child = Child(CLOSE_RACE, name)
+    assert child.wait_for("ok", timeout=120) == "ok"
+    assert child.proc.wait(30) == 0, child.stderr()
+    # Before: a call that checked _c and then used it raised TypeError in
+    # the reading threads when close() came in between.
+    err = child.stderr()
+    assert "Traceback" not in err and "Exception in thread" not in err, err[-3000:]
