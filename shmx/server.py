@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc as _abc
 import operator
 import os
 import struct
@@ -323,7 +324,7 @@ class Server:
         if self._s is None:
             self._set_error(lib.SHMX_EINVAL, "publish")
             raise error_for(self._last_status, self.last_error)
-        if not isinstance(streams, Mapping):
+        if streams.__class__ is not dict and not isinstance(streams, _abc.Mapping):
             raise error_for(lib.SHMX_EINVAL, f"publish: streams must be a dict {{stream id or name: "
                                              f"buffer}}, got {type(streams).__name__}")
         if len(streams) == 1:
