@@ -26,6 +26,8 @@ struct shmx_client {
     uint64_t next_layout_id;
     int detached;
     uint64_t size_checked_ns; /* when check_reader last compared the file's size */
+    int wake_fd;             /* event-loop wake channel (wakefd.c); -1: none yet */
+    int from_oldest;         /* history: the first read_next takes the oldest frame */
 };
 
 /* ---------------------------------------------------------------- attach */
@@ -65,6 +67,7 @@ static void detach(shmx_client *c)
     /* In a child of fork() the pins, the slot and the lock are the
      * parent's: touch nothing. */
     if (shmx_plat_forked_since(c->r.map.fork_gen)) return;
+    shmx_wake_client_close(&c->wake_fd);
     shmx_client_release(c);
     if (c->reader_index != NO_SLOT) shmx_reader_detach(&c->r, c->reader_index, c->reader_id);
     c->reader_index = NO_SLOT;
@@ -88,6 +91,8 @@ static shmx_status client_open_into(shmx_client *c, const char *name)
     c->last_id = 0;
     c->seen_seq = 0;
     c->detached = 0;
+    c->wake_fd = -1;
+    c->from_oldest = c->opt.history != 0;
     memset(&c->cur, 0, sizeof c->cur);
     c->dec = calloc(c->r.slots, sizeof *c->dec);
     if (!c->dec) st = shmx_fail(SHMX_ENOMEM, "out of memory");
@@ -113,6 +118,8 @@ shmx_status shmx_client_open(const char *name, const shmx_open_options *opt, shm
         snprintf(c->dir, sizeof c->dir, "%s", opt->dir);
         c->opt.dir = c->dir;
     }
+    if (opt && opt->struct_size >= offsetof(shmx_open_options, history) + sizeof(opt->history))
+        c->opt.history = opt->history;
     shmx_status st = client_open_into(c, name);
     if (st != SHMX_OK) {
         free(c);
@@ -435,7 +442,9 @@ static shmx_status client_next(shmx_client *c, shmx_frame_info *out)
     shmx_status st;
     shmx_region *r = &c->r;
     if (!r->ext) return shmx_fail(SHMX_ELEGACY, "read_next: '%s' is a shmx 1.0.1 region (no ordered reads)", r->name);
-    if (c->last_id == 0) return client_latest(c, out);
+    /* A late joiner with history starts at frame 1: the scan below then
+     * takes the oldest frame the ring still holds. */
+    if (c->last_id == 0 && !c->from_oldest) return client_latest(c, out);
     const uint64_t target = c->last_id + 1;
     uint64_t fseq = 0;
     for (int attempt = 0; attempt < 64; attempt++) {
@@ -469,8 +478,11 @@ static shmx_status client_next(shmx_client *c, shmx_frame_info *out)
             unpin(c, best);
             continue;
         }
-        st = switch_to(c, best, best_id, best_id - target);
+        /* The frames before the oldest retained one were gone before a
+         * history reader joined: not counted as dropped. */
+        st = switch_to(c, best, best_id, c->last_id == 0 ? 0 : best_id - target);
         if (st != SHMX_OK) return st;
+        c->from_oldest = 0;
         if (out) SHMX_COPY_OUT(out, &c->cur);
         return SHMX_OK;
     }
@@ -651,6 +663,7 @@ shmx_status shmx_client_send_control(shmx_client *c, uint32_t type, const void *
     shmx_store_release64(&h->write, wv + need);
     shmx_store_relaxed64(&shmx_reader_at(r, c->reader_index)->heartbeat, shmx_plat_now_ns());
     notify_control(r);
+    shmx_wake_client_send_control(r, c->reader_index, c->reader_id, &c->wake_fd);
     return SHMX_OK;
 }
 
@@ -690,3 +703,39 @@ uint32_t shmx_client_server_alive(shmx_client *c)
 void *shmx_client_base(shmx_client *c) { return c ? c->r.map.base : NULL; }
 uint64_t shmx_client_size(shmx_client *c) { return c && c->r.map.base ? c->r.map.size : 0; }
 uint64_t shmx_client_reader_id(shmx_client *c) { return c ? c->reader_id : 0; }
+
+/* ------------------------------------------------------- event-loop fds */
+
+shmx_status shmx_client_wait_fd(shmx_client *c, int *fd)
+{
+    shmx_status st = check_client(c, "wait_fd");
+    if (st != SHMX_OK) return st;
+    if (!fd) return shmx_fail(SHMX_EINVAL, "wait_fd: fd is NULL");
+    if (c->wake_fd < 0) {
+        if (c->reader_index == NO_SLOT) return shmx_fail(SHMX_ENOREADER, "wait_fd: no reader slot");
+        st = shmx_wake_client_connect(&c->r, c->reader_index, c->reader_id, &c->wake_fd);
+        if (st != SHMX_OK) return st;
+    }
+    *fd = c->wake_fd;
+    return SHMX_OK;
+}
+
+shmx_status shmx_client_arm_fd(shmx_client *c)
+{
+    int fd;
+    shmx_status st = shmx_client_wait_fd(c, &fd);
+    if (st != SHMX_OK) return st;
+    shmx_region *r = &c->r;
+    shmx_ext_header *ext = r->ext;
+    int gone = shmx_wake_client_drain(fd);
+    uint32_t word = shmx_load_seqcst32(&ext->frame_futex);
+    if (newer_frame(c)) return SHMX_OK;
+    if (gone || shmx_load_acquire32(&ext->closed))
+        return shmx_fail(SHMX_ECLOSED, "'%s': the server is gone", r->name);
+    /* Arm, then look again: pairs with the producer's seq_cst exchange of
+     * frame_futex then seq_cst load of wake_armed (wakefd.c, top). */
+    shmx_fetch_or64(&ext->wake_armed, c->pin_bit);
+    if ((shmx_load_seqcst32(&ext->frame_futex) | 1u) != (word | 1u) || newer_frame(c)) return SHMX_OK;
+    return shmx_fail(SHMX_EAGAIN, "'%s': no frame newer than %llu yet; wait for the fd", r->name,
+                     (unsigned long long)c->last_id);
+}

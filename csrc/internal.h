@@ -134,6 +134,20 @@ shmx_status shmx_readers_list(const shmx_region *r, shmx_reader_info *out, uint3
 /* Tests: die here when SHMX_TEST_KILL_AT names this point. */
 void shmx_test_point(const char *point);
 
+/* wakefd.c: the event-loop wake channel (see the comment at its top). */
+typedef struct shmx_wake_server shmx_wake_server;
+shmx_wake_server *shmx_wake_server_new(const shmx_region *r); /* NULL: no channel */
+void shmx_wake_server_free(shmx_wake_server *w);
+/* Called by publish when ext->wake_armed is non-zero. */
+void shmx_wake_publish(shmx_wake_server *w, const shmx_region *r);
+shmx_status shmx_wake_server_fd(shmx_wake_server *w, int *fd);
+shmx_status shmx_wake_server_arm(shmx_wake_server *w, const shmx_region *r,
+                                 int (*has_data)(const void *ctx, uint32_t), const void *ctx);
+shmx_status shmx_wake_client_connect(const shmx_region *r, uint32_t index, uint64_t reader_id, int *out);
+int shmx_wake_client_drain(int fd); /* 1: the server closed its end */
+void shmx_wake_client_close(int *fd);
+void shmx_wake_client_send_control(const shmx_region *r, uint32_t index, uint64_t reader_id, int *fd);
+
 /* Copy a struct out honouring the caller's struct_size. */
 #define SHMX_COPY_OUT(dst, src)                                                  \
     do {                                                                         \

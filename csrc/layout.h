@@ -79,7 +79,9 @@ typedef struct shmx_ext_header {
     uint32_t frame_waiters;      /* @192 reserved (was a waiter count; the sleeper bit is in frame_futex) */
     uint32_t control_futex;      /* @196 atomic: bumped on every control send */
     uint64_t overruns;           /* @200 atomic (written by the producer; rare) */
-    uint64_t reserved[6];        /* @208 */
+    uint64_t wake_armed;         /* @208 atomic: bit r = reader slot r armed its wake fd (wakefd.c) */
+    uint64_t control_fd_armed;   /* @216 atomic: 1 = the server armed its control fd (wakefd.c) */
+    uint64_t reserved[4];        /* @224 */
 } shmx_ext_header;
 
 typedef struct shmx_frame_header {
@@ -163,6 +165,8 @@ SHMX_ASSERT_OFF(shmx_ext_header, closed, 40);
 SHMX_ASSERT_OFF(shmx_ext_header, frame_futex, 48);
 SHMX_ASSERT_OFF(shmx_ext_header, frame_waiters, 64);
 SHMX_ASSERT_OFF(shmx_ext_header, control_futex, 68);
+SHMX_ASSERT_OFF(shmx_ext_header, wake_armed, 80);
+SHMX_ASSERT_OFF(shmx_ext_header, control_fd_armed, 88);
 SHMX_ASSERT_SIZE(shmx_ext_header, 128);
 #define SHMX_EXT_OFFSET 128u
 #define SHMX_MIN_STATIC_OFFSET 256u

@@ -39,6 +39,9 @@ static inline uint32_t shmx_plat_map_lost(const shmx_map *m)
  * platform also closes, in the child, every descriptor of a guarded mapping
  * so the child does not keep the parent's liveness locks alive. */
 extern uint32_t shmx_plat_fork_gen;
+/* Descriptors the child of a fork() closes (sockets of the wake channel):
+ * on = 1 adds fd, 0 removes it (call before closing it). */
+void shmx_plat_fork_closes(int fd, int on);
 static inline uint32_t shmx_plat_forked_since(uint32_t gen)
 {
     return shmx_load_relaxed32(&shmx_plat_fork_gen) != gen;

@@ -126,6 +126,23 @@ int shmx_set_fault_handler(int enable)
     return was;
 }
 
+/* Other descriptors the child closes, stored as fd + 1 (0: a free entry). */
+#define FORK_CLOSE_MAX 256
+static int fork_close[FORK_CLOSE_MAX];
+
+void shmx_plat_fork_closes(int fd, int on)
+{
+    if (fd < 0) return;
+    pthread_mutex_lock(&handler_mu);
+    for (int i = 0; i < FORK_CLOSE_MAX; i++) {
+        if (on ? fork_close[i] == 0 : fork_close[i] == fd + 1) {
+            fork_close[i] = on ? fd + 1 : 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&handler_mu);
+}
+
 static void fork_prepare(void) { pthread_mutex_lock(&handler_mu); }
 static void fork_parent(void) { pthread_mutex_unlock(&handler_mu); }
 static void fork_child(void)
@@ -143,6 +160,10 @@ static void fork_child(void)
         g->fd = -1;
         (void)mmap((void *)g->base, g->size, PROT_READ | PROT_WRITE,
                    MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    }
+    for (int i = 0; i < FORK_CLOSE_MAX; i++) {
+        if (fork_close[i]) close(fork_close[i] - 1);
+        fork_close[i] = 0;
     }
     (void)shmx_add_fetch_relaxed32(&shmx_plat_fork_gen, 1u);
     pthread_mutex_unlock(&handler_mu);

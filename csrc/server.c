@@ -38,6 +38,7 @@ struct shmx_server {
     int skipped_pinned;      /* the last claim_slot passed over a pinned slot */
     uint32_t ctl_cursor;
     int closed;
+    shmx_wake_server *wake;  /* event-loop wake channel (wakefd.c); NULL: none */
 };
 
 static void free_private(shmx_server *s)
@@ -93,6 +94,14 @@ static shmx_status check_config(const shmx_server_config *cfg, uint64_t *dir_byt
             return shmx_fail(SHMX_EINVAL, "stream '%s': components must be at least 1", a->name);
         if (a->bytes_per_elem == 0)
             return shmx_fail(SHMX_EINVAL, "stream '%s': bytes_per_elem must be at least 1", a->name);
+        /* One element is `components` values of the dtype: a mismatch made
+         * readers fall back to raw bytes, silently. */
+        if ((uint64_t)a->bytes_per_elem != (uint64_t)shmx_dtype_size(a->dtype) * a->components)
+            return shmx_fail(SHMX_EINVAL,
+                             "stream '%s': bytes_per_elem is %u, but %u component(s) of %s take %llu "
+                             "bytes (bytes_per_elem is per element, not per component)",
+                             a->name, a->bytes_per_elem, a->components, shmx_dtype_name(a->dtype),
+                             (unsigned long long)shmx_dtype_size(a->dtype) * a->components);
         if (a->layout > SHMX_LAYOUT_AOS_VECTOR)
             return shmx_fail(SHMX_EINVAL, "stream '%s': unknown layout code %u", a->name, a->layout);
         if (a->extra_len && !a->extra)
@@ -243,6 +252,8 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
     shmx_store_release64(&gh->magic, SHMX_MAGIC);
 
     st = shmx_region_validate(&s->r);
+    /* Before the region has its name: nobody can know the session yet. */
+    if (st == SHMX_OK) s->wake = shmx_wake_server_new(&s->r);
     if (st == SHMX_OK) {
         s->static_priv = calloc(1, s->r.static_cap ? s->r.static_cap : 1);
         s->slot_seq = calloc(s->r.slots, sizeof *s->slot_seq);
@@ -263,6 +274,7 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
         shmx_plat_close(&s->r.map);
         shmx_plat_unlink(tmp);
         free_private(s);
+        shmx_wake_server_free(s->wake);
         free(s);
         return shmx_fail_wrap(st, "create '%s': %s", name, msg);
     }
@@ -302,6 +314,9 @@ static void server_close(shmx_server *s, int unmap)
         shmx_store_release32(&ext->closed, 1);
         next_futex_word(s);
         shmx_plat_wake_all(&ext->frame_futex);
+        /* Closing our ends makes every client's wake fd readable (EOF). */
+        shmx_wake_server_free(s->wake);
+        s->wake = NULL;
         /* Unlink only if the name still refers to our file (we hold its
          * lock, so nobody else can have renamed over it meanwhile). */
         if (shmx_plat_same_file(s->r.path, &s->r.map)) shmx_plat_unlink(s->r.path);
@@ -667,6 +682,9 @@ shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
      * reader set it before sleeping (shmx_client_wait): only then is
      * there a system call, once per sleep, not once per frame. */
     if (next_futex_word(s) & 1u) shmx_plat_wake_all(&ext->frame_futex);
+    /* seq_cst load after the seq_cst exchange above: pairs with a reader
+     * arming its wake fd (wakefd.c).  No system call unless one did. */
+    if (s->wake && shmx_load_seqcst64(&ext->wake_armed)) shmx_wake_publish(s->wake, r);
     if ((s->publishes & 63u) == 0) {
         uint64_t now = shmx_plat_now_ns();
         shmx_store_relaxed64(&ext->owner_heartbeat, now);
@@ -726,6 +744,8 @@ static int ring_has_data(const shmx_server *s, uint32_t i)
     shmx_control_head *h = (shmx_control_head *)shmx_control_at(&s->r, i);
     return shmx_load_acquire64(&h->write) != s->ctl_read[i];
 }
+
+static int ring_has_data_ctx(const void *server, uint32_t i) { return ring_has_data(server, i); }
 
 /* Hand ring space back to the client: our read position, stored from our
  * own copy.  Release: the body was copied out before; pairs with the
@@ -898,3 +918,22 @@ shmx_status shmx_server_stream_info(shmx_server *s, uint32_t index, shmx_stream_
 
 void *shmx_server_base(shmx_server *s) { return s ? s->r.map.base : NULL; }
 uint64_t shmx_server_size(shmx_server *s) { return s && s->r.map.base ? s->r.map.size : 0; }
+
+/* ------------------------------------------------------- event-loop fds */
+
+shmx_status shmx_server_control_fd(shmx_server *s, int *fd)
+{
+    shmx_status st = check_open(s, "control_fd");
+    if (st != SHMX_OK) return st;
+    if (!fd) return shmx_fail(SHMX_EINVAL, "control_fd: fd is NULL");
+    return shmx_wake_server_fd(s->wake, fd);
+}
+
+shmx_status shmx_server_arm_control_fd(shmx_server *s)
+{
+    shmx_status st = check_open(s, "arm_control_fd");
+    if (st != SHMX_OK) return st;
+    if (s->r.control_per_reader == 0)
+        return shmx_fail(SHMX_EINVAL, "arm_control_fd: the region has no control rings");
+    return shmx_wake_server_arm(s->wake, &s->r, ring_has_data_ctx, s);
+}

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import signal
 import struct
 import sys
 import time
@@ -124,8 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         for consumer in consumers:
             consumer.join()
     except KeyboardInterrupt:
-        # Every process got the Ctrl-C too and is cleaning up; let it finish.
-        for proc in [producer, *consumers]:
+        # Added: a Ctrl-C in a terminal reaches every process of the group,
+        # and each cleans up by itself (the producer destroys its region).
+        # A SIGINT sent to this parent alone (kill -INT) does not: pass it on
+        # to the children still running, then wait for them to finish.
+        procs = [producer, *consumers]
+        deadline = time.monotonic() + 0.3
+        for proc in procs:
+            proc.join(timeout=max(deadline - time.monotonic(), 0))
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGINT)
+        for proc in procs:
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()

@@ -102,7 +102,12 @@ def sensor_client(name: str = DEFAULT_NAME, reads: int = 100, connect_timeout: f
         print("Streams:", client.get_streams_info())
         # Request faster rate
         client.send_control(CTRL_SET_RATE, struct.pack('f', 100.0))
-        for _ in range(reads):
+        for i in range(reads):
+            # Added: stop when the server is gone (destroyed, e.g. on Ctrl-C
+            # of the parent alone), looking every 50 reads.
+            if i % 50 == 49 and client.server_alive() is False:
+                print("Client: the server is gone")
+                break
             frame = client.get_latest_frame()
             if frame:
                 temp = struct.unpack('f', frame['temperature']['data'])[0]

@@ -13,7 +13,8 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CSRC = ROOT / "csrc"
-SOURCES = ["common.c", "region.c", "create.c", "readers.c", "server.c", "client.c", "inspector.c", "platform_posix.c"]
+SOURCES = ["common.c", "region.c", "create.c", "readers.c", "server.c", "client.c", "inspector.c",
+           "platform_posix.c", "wakefd.c"]
 
 
 def _src(path: Path) -> str:

@@ -54,7 +54,7 @@ typedef struct shmx_server_config {
     const shmx_stream_spec *streams; uint32_t stream_count; const char *dir;
 } shmx_server_config;
 
-typedef struct shmx_open_options { uint32_t struct_size; const char *dir; } shmx_open_options;
+typedef struct shmx_open_options { uint32_t struct_size; const char *dir; uint32_t history; } shmx_open_options;
 
 typedef struct shmx_header_info {
     uint32_t struct_size; uint32_t version_major; uint32_t version_minor; uint32_t extended;
@@ -138,6 +138,10 @@ shmx_status shmx_client_reconnect(shmx_client *c);
 void *shmx_client_base(shmx_client *c);
 uint64_t shmx_client_size(shmx_client *c);
 uint64_t shmx_client_reader_id(shmx_client *c);
+shmx_status shmx_client_wait_fd(shmx_client *c, int *fd);
+shmx_status shmx_client_arm_fd(shmx_client *c);
+shmx_status shmx_server_control_fd(shmx_server *s, int *fd);
+shmx_status shmx_server_arm_control_fd(shmx_server *s);
 
 shmx_status shmx_inspector_open(const char *name, const shmx_open_options *opt, shmx_inspector **out);
 void shmx_inspector_close(shmx_inspector *in);

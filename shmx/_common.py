@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from ._shape import decode_shape
 from ._shmx import ffi, lib
 from .errors import status_message
 
@@ -52,19 +53,58 @@ def layout_to_string(layout_code: int) -> str:
 
 def create_stream_spec(stream_id: int, name: str, dtype_code: int, components: int,
                        bytes_per_elem: int, layout_code: Optional[int] = None,
-                       extra: Optional[bytes] = None) -> Dict[str, Any]:
+                       extra: Optional[bytes] = None, *,
+                       shape: Optional[Tuple[int, ...]] = None) -> Dict[str, Any]:
     """A stream specification for ``Server.create(streams=[...])``.
 
-    ``bytes_per_elem`` is the size of one element (all its components);
-    ``extra`` is opaque metadata readers get back in ``get_streams_info()``.
+    ``bytes_per_elem`` is the size of one element (all its components:
+    ``dtype size * components``, checked by ``create``); ``extra`` is opaque
+    metadata readers get back in ``get_streams_info()``.  ``shape``
+    (keyword, since 1.1) is the array shape of one frame's data of the
+    stream, e.g. ``(480, 640, 3)`` for an RGB image: readers get it in
+    ``get_streams_info()`` and ``as_arrays()`` shapes frames by it (its
+    product is ``elem_count * components``).  It is stored in ``extra``
+    (see ``shmx/_shape.py``), so shmx 1.0.1 peers still read the schema.
+    Raises ``InvalidArgumentError`` for a bad shape.
     """
+    if shape is not None:
+        from ._shape import check_shape
+        from .errors import InvalidArgumentError
+        comps = components if isinstance(components, int) and not isinstance(components, bool) else 0
+        try:
+            shape = check_shape("create_stream_spec", str(name), shape, comps)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(str(exc), lib.SHMX_EINVAL) from None
     spec: Dict[str, Any] = {"id": stream_id, "name": name, "dtype_code": dtype_code,
                             "components": components, "bytes_per_elem": bytes_per_elem}
     if layout_code is not None:
         spec["layout_code"] = layout_code
     if extra is not None:
         spec["extra"] = extra if isinstance(extra, bytes) else bytes(extra)
+    if shape is not None:
+        spec["shape"] = tuple(shape)
     return spec
+
+
+def frame_to_numpy(frame_dict: Dict[str, Any],
+                   dtype_map: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """A frame dict (``get_latest_frame()``) as ``{stream name: ndarray}``,
+    zero copy over the frame's memoryviews (``'__metadata__'`` is left out).
+    ``dtype_map`` gives a stream's numpy dtype (or ``DT_*`` code) by name;
+    streams it does not name come back as ``uint8``.  For arrays typed and
+    shaped by the schema, use ``Client.as_arrays(frame)``.  Needs numpy.
+    Named in shmx 1.0.1's type stub (its runtime lacked it)."""
+    import numpy as np
+    from ._numpy import numpy_dtype
+    out: Dict[str, Any] = {}
+    for key, entry in frame_dict.items():
+        if key == "__metadata__":
+            continue
+        data = entry["data"] if isinstance(entry, dict) else entry
+        want = (dtype_map or {}).get(key, np.uint8)
+        dt = numpy_dtype(want) if isinstance(want, int) and not isinstance(want, bool) else np.dtype(want)
+        out[key] = np.frombuffer(data, dtype=dt, count=len(memoryview(data).cast("B")) // dt.itemsize)
+    return out
 
 
 def default_shm_dir() -> str:
@@ -113,7 +153,11 @@ def stream_dict(si: Any) -> Dict[str, Any]:
         "bytes_per_elem": si.bytes_per_elem,
     }
     if si.extra_len:
-        d["extra"] = ffi.unpack(ffi.cast("char *", si.extra), si.extra_len)
+        shape, extra = decode_shape(ffi.unpack(ffi.cast("char *", si.extra), si.extra_len))
+        if shape is not None:
+            d["shape"] = shape
+        if extra:
+            d["extra"] = extra
     return d
 
 
@@ -181,10 +225,11 @@ def encode_dir(shm_dir: Any) -> bytes:
     return raw
 
 
-def open_options(shm_dir: Optional[str]) -> Any:
+def open_options(shm_dir: Optional[str], history: bool = False) -> Any:
     """A filled ``shmx_open_options`` (kept alive with its dir string)."""
     opt = ffi.new("shmx_open_options *")
     lib.shmx_open_options_init(opt)
+    opt.history = 1 if history else 0
     keep = None
     if shm_dir is not None:
         keep = ffi.new("char[]", encode_dir(shm_dir))
@@ -193,12 +238,12 @@ def open_options(shm_dir: Optional[str]) -> Any:
 
 
 def open_handle(open_fn: Any, handle_type: str, name: Any,
-                shm_dir: Optional[str]) -> Tuple[int, Any, str, str]:
+                shm_dir: Optional[str], history: bool = False) -> Tuple[int, Any, str, str]:
     """Call a C open function (``shmx_client_open``/``shmx_inspector_open``).
     Returns ``(status, handle or None, region name, error message)``."""
     try:
         raw = encode_name(name)
-        opt, keep = open_options(shm_dir)
+        opt, keep = open_options(shm_dir, history)
     except (TypeError, ValueError) as exc:
         return lib.SHMX_EINVAL, None, "", f"open: {exc}"
     out = ffi.new(handle_type + " **")

@@ -190,8 +190,12 @@ def run_demo(seconds: float, fps: float, shm_dir: str, name: str, progress: Prog
         client.close()
         # The producer ends by itself (it destroys its region, then prints
         # its count); stop it only if it does not.
+        if interrupted and producer.poll() is None:
+            # A SIGINT sent to this process alone (not a terminal's Ctrl-C,
+            # which reaches the producer too): stop the producer now.
+            producer.terminate()
         try:
-            out, _ = producer.communicate(timeout=1 if interrupted else 10)
+            out, _ = producer.communicate(timeout=5 if interrupted else 10)
         except subprocess.TimeoutExpired:
             producer.terminate()
             out, _ = producer.communicate(timeout=15)
@@ -211,6 +215,7 @@ def run_demo(seconds: float, fps: float, shm_dir: str, name: str, progress: Prog
                        "p99": round(_percentile(latencies, 0.99), 3),
                        "max": round(max(latencies), 3) if latencies else 0.0},
         "removed": not os.path.exists(os.path.join(shm_dir, name)),
+        "interrupted": interrupted,
     }
 
 
@@ -243,6 +248,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                        f"{s['mismatches']} frames had wrong bytes" if s["mismatches"] else
                                        "the region was left behind"), file=sys.stderr)
         return EXIT_FAILURE
+    if s["interrupted"]:
+        print("shmx demo: interrupted", file=sys.stderr)
+        return 130  # the shell's code for a SIGINT, as the examples give
     return EXIT_OK
 
 

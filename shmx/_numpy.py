@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from ._shape import frame_shape
 from ._shmx import lib
 
 # bfloat16 has no numpy dtype: its arrays are uint16 bit patterns (shift left
@@ -23,7 +24,8 @@ def numpy_dtype(dtype_code: int) -> Any:
 
 
 def stream_array(view: Any, elem_count: int, spec: Optional[Dict[str, Any]]) -> Any:
-    """A zero-copy array over ``view`` shaped by the stream's schema:
+    """A zero-copy array over ``view`` shaped by the stream's schema: its
+    ``shape`` when it has one and the frame's count fits it, else
     ``(elem_count, components)``, or ``(elem_count,)`` for one component.
     Streams whose ``bytes_per_elem`` is not ``components * itemsize`` come
     back as ``uint8`` of shape ``(elem_count, bytes_per_elem)``."""
@@ -43,5 +45,8 @@ def stream_array(view: Any, elem_count: int, spec: Optional[Dict[str, Any]]) -> 
             lib.SHMX_ECORRUPT)
     if bpe == dt.itemsize * comps:
         arr = np.frombuffer(view, dtype=dt, count=elem_count * comps)
+        shape = frame_shape(spec, elem_count)
+        if shape is not None:
+            return arr.reshape(shape)
         return arr if comps == 1 else arr.reshape(elem_count, comps)
     return np.frombuffer(view, dtype=np.uint8, count=elem_count * bpe).reshape(elem_count, bpe)

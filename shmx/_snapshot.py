@@ -10,6 +10,7 @@ import zlib
 from typing import Any, Dict, List, Optional, Tuple
 
 from ._cliutil import (EXIT_OK, EXIT_USAGE, CliError, open_inspector, shm_dir_of, to_json)
+from ._shape import frame_shape
 from ._shmx import lib
 
 # dtype code -> (.npy descr, struct format of one value)
@@ -87,14 +88,21 @@ def _scalar(frame: Dict[str, Any], specs: Dict[str, Dict[str, Any]], name: str) 
 
 
 def image_shape(frame: Dict[str, Any], specs: Dict[str, Dict[str, Any]], nbytes: int,
-                shape_arg: Optional[str], bytes_per_value: int) -> Optional[Tuple[int, int, int]]:
-    """(H, W, C) from --shape or the width/height(/channels) streams; None
-    when nothing tells the shape."""
+                shape_arg: Optional[str], bytes_per_value: int,
+                schema_shape: Optional[Tuple[int, ...]] = None) -> Optional[Tuple[int, int, int]]:
+    """(H, W, C) from --shape, else the stream's schema ``shape`` (2 or 3
+    dimensions, when the frame fits it), else the width/height(/channels)
+    streams (the convention for streams without a shape); None when
+    nothing tells the shape."""
     if shape_arg:
         dims = parse_shape(shape_arg)
         h, w = dims[0], dims[1]
         c = dims[2] if len(dims) == 3 else 1
         source = "--shape"
+    elif schema_shape is not None and len(schema_shape) in (2, 3):
+        h, w = schema_shape[0], schema_shape[1]
+        c = schema_shape[2] if len(schema_shape) == 3 else 1
+        source = "the stream's schema shape"
     else:
         sh, sw = _scalar(frame, specs, "height"), _scalar(frame, specs, "width")
         if sh is None or sw is None or sh <= 0 or sw <= 0:
@@ -152,6 +160,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     stream = _pick_stream(frame, specs, args.stream, args.name, not npy)
     entry, spec = frame[stream], specs.get(stream)
     data: bytes = entry["data"]
+    sch = frame_shape(spec, entry["elem_count"])
     info: Dict[str, Any] = {"region": args.name, "stream": stream, "frame_id": meta["frame_id"],
                             "sim_time": meta["sim_time"], "output": args.output}
     if npy:
@@ -163,7 +172,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             itemsize = int(descr[2:])
             comps, bpe = max(spec["components"], 1), spec["bytes_per_elem"]
             typed = bpe == comps * itemsize
-            if typed:
+            if typed and sch is not None:
+                shape = sch
+            elif typed:
                 shape = (entry["elem_count"], comps) if comps > 1 else (entry["elem_count"],)
             else:  # elements that are not `components` values of the dtype
                 descr, itemsize, shape = "|u1", 1, (entry["elem_count"], bpe)
@@ -173,7 +184,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             # An image-sized stream gets the image's shape; anything else
             # keeps the schema's (elements x components).
             try:
-                img = image_shape(frame, specs, len(data), None, itemsize) if typed else None
+                img = image_shape(frame, specs, len(data), None, itemsize) if typed and sch is None else None
             except CliError:
                 img = None
         if img is not None:
@@ -186,10 +197,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         if spec is not None and spec["bytes_per_elem"] != max(spec["components"], 1):
             raise CliError(f"stream {stream!r} is {spec['dtype']} ({spec['bytes_per_elem']} bytes per "
                            f"element): PNG needs 8-bit values; use --npy")
-        img = image_shape(frame, specs, len(data), args.shape, 1)
+        img = image_shape(frame, specs, len(data), args.shape, 1, sch)
         if img is None:
             raise CliError(f"cannot tell the image shape of {stream!r}: pass --shape HxWxC "
-                           f"(or publish streams named width and height)", EXIT_USAGE)
+                           f"(or give the stream a shape, or publish streams named width and height)",
+                           EXIT_USAGE)
         h, w, c = img
         if c not in _PNG_COLOR_TYPE:
             raise CliError(f"{c} channels cannot be a PNG (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA); use --npy")

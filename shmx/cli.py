@@ -383,10 +383,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         for s in rep["streams"]:
             cur = sizes.get(s["name"])
             rows.append([s["id"], s["name"], s["dtype"], s["components"], s["layout"], s["bytes_per_elem"],
+                         "x".join(map(str, s["shape"])) if s.get("shape") else "-",
                          cur["elem_count"] if cur else "-", cur["bytes"] if cur else "-",
                          len(s.get("extra", b"")) or ""])
-        print(table(["ID", "NAME", "DTYPE", "COMP", "LAYOUT", "BYTES/ELEM", "LATEST ELEMS",
-                     "LATEST BYTES", "EXTRA"], rows, indent="  ", right=(0, 3, 5, 6, 7, 8)))
+        print(table(["ID", "NAME", "DTYPE", "COMP", "LAYOUT", "BYTES/ELEM", "SHAPE", "LATEST ELEMS",
+                     "LATEST BYTES", "EXTRA"], rows, indent="  ", right=(0, 3, 5, 7, 8, 9)))
     print()
     print(f"readers ({len(rep['readers'])})")
     if rep["readers"]:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 import time
 import warnings
 import weakref
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
+from ._aio import check_timeout, wait_readable, wake_all
 from ._common import header_dict, open_handle, streams_list
 from ._shmx import ffi, lib
 from .errors import error_for, status_message
@@ -66,22 +68,35 @@ class Client:
         self._streams: List[Dict[str, Any]] = []
         self._name = ""
         self._shm_dir: Optional[str] = None
+        self._history = False
         self._last_status = 0
         self._err: Any = ""  # last_error: str, or the C detail as bytes until read
+        # Waits in flight (threads inside the C wait): close() lets them
+        # leave before the handle can go.  Async waiters: woken by close().
+        self._cv = threading.Condition(threading.Lock())
+        self._waiting: Set[int] = set()  # idents of the threads inside a wait
+        self._closing = False
+        self._async_waiters: Set[Tuple[Any, Any]] = set()
 
     # ------------------------------------------------------------ lifecycle
-    def open(self, name: str, *, shm_dir: Optional[str] = None) -> bool:
+    def open(self, name: str, *, shm_dir: Optional[str] = None, history: bool = False) -> bool:
         """Attach to region ``name`` as a reader.  False (reason in
         ``last_error``) when there is no such region, it is not a shmx
-        region, permission is denied, or every reader slot is taken."""
+        region, permission is denied, or every reader slot is taken.
+
+        ``history=True`` is for late joiners: the first ``read_next()``
+        returns the oldest frame still in the ring (not the newest), so
+        the client gets every retained frame in order."""
         self.close()
-        st, handle, region, error = open_handle(lib.pyshmx_client_open, "shmx_client", name, shm_dir)
+        st, handle, region, error = open_handle(lib.pyshmx_client_open, "shmx_client", name, shm_dir,
+                                                bool(history))
         if st != 0:
             self.last_error, self._last_status = error, st
             return False
         self._adopt(handle)
         self._name = region
         self._shm_dir = shm_dir
+        self._history = bool(history)
         self.last_error = ""
         return True
 
@@ -111,13 +126,29 @@ class Client:
     def close(self) -> None:
         """Leave the region: free the reader slot and the pinned frame.
         Memoryviews already returned stay readable (they keep the mapping)
-        but are no longer protected from being overwritten."""
+        but are no longer protected from being overwritten.  Safe from any
+        thread: a ``wait_frame``/``wait_next``/``frames`` blocked in another
+        thread returns None (close waits for it to leave the C call), an
+        ``await_frame``/``aframes`` returns None / ends."""
         c = self._c
         if c is None:
             return
+        with self._cv:
+            if self._c is not c:
+                return  # another thread closed it meanwhile
+            self._closing = True
+            wake_all(self._async_waiters)
+            # Waiters look at _closing at least every _SLICE_S.  A waiter
+            # that reconnects (a new server took the name) closes from
+            # inside its own wait: do not wait for ourselves.
+            me = threading.get_ident()
+            self._cv.wait_for(lambda: not (self._waiting - {me}), timeout=5.0)
+            self._closing = False
+            if self._c is not c:
+                return
+            self._c = None
         lib.shmx_client_detach(c)
         self.__dict__.pop("get_latest_stream", None)
-        self._c = None
         self._fiq[2] = 0  # frame_id: no frame read
         self._mv = None
         self._owner = None
@@ -143,6 +174,11 @@ class Client:
         older than a frame this client returned before.  While the latest
         frame is unchanged, the same dict is returned again: treat frames
         as read-only."""
+        # close() may run in another thread between our steps (the quick C
+        # calls keep the GIL, so not during one).  The owner first: held,
+        # it keeps the C handle allocated to the end of this method (close
+        # clears _c before it drops _owner), and each method reads _c once.
+        owner = self._owner  # noqa: F841
         st = _latest(self._c or _NULL, self._fi)
         if st != 0:
             self._fail(st)
@@ -158,6 +194,7 @@ class Client:
         None when there is none yet.  ``frame['__metadata__']['dropped']``
         counts frames the ring overwrote before this client could read them
         (0 when none was lost).  The first call returns the latest frame."""
+        owner = self._owner  # noqa: F841  (see get_latest_frame)
         st = _next(self._c or _NULL, self._fi)
         if st != 0:
             self._fail(st)
@@ -176,6 +213,7 @@ class Client:
         # While open, the instance's own get_latest_stream (built by
         # _bound_get_latest_stream) shadows this method, unless a subclass
         # overrides it.
+        owner = self._owner  # noqa: F841  (see get_latest_frame)
         layout = _latest_layout(self._c or _NULL, self._fi, 1 if new_only else 0)
         if layout > 0:
             return self._stream_view(layout, stream)
@@ -243,24 +281,45 @@ class Client:
     def wait_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """Block until a frame newer than the last one this client saw is
         published, and return the newest; None at the timeout (seconds,
-        None = forever) or when the server is gone.  Sleeps in the kernel
-        (futex), releases the GIL, honours Ctrl-C."""
-        if self._wait_new(timeout):
+        None = forever), when the server is gone or when ``close()`` is
+        called from another thread.  Sleeps in the kernel (futex), releases
+        the GIL, honours Ctrl-C.  A NaN or negative timeout raises
+        ``InvalidArgumentError``."""
+        if self._wait_new(check_timeout("wait_frame", timeout)):
             return self.get_latest_frame()
         return None
 
     def wait_next(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """Like ``read_next()``, but waits up to ``timeout`` for the frame."""
+        timeout = check_timeout("wait_next", timeout)
         frame = self.read_next()
         if frame is None and self._last_status == lib.SHMX_EAGAIN and self._wait_new(timeout):
             frame = self.read_next()
         return frame
 
     def _wait_new(self, timeout: Optional[float]) -> bool:
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        while self._c is not None:
+        with self._cv:
+            c = self._c
+            if c is None or self._closing:
+                self._fail(lib.SHMX_EINVAL)
+                return False
+            me = threading.get_ident()
+            self._waiting.add(me)
+            # Keeps the mapping and the C handle allocated while this thread
+            # is inside the C wait, whatever close() does meanwhile.
+            owner = self._owner  # noqa: F841
+        try:
+            return self._wait_in(c, timeout)
+        finally:
+            with self._cv:
+                self._waiting.discard(me)
+                self._cv.notify_all()
+
+    def _wait_in(self, c: Any, timeout: Optional[float]) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._c is c and not self._closing:
             left = _SLICE_S if deadline is None else min(_SLICE_S, deadline - time.monotonic())
-            st = _wait(self._c, max(int(left * 1e9), 0))
+            st = _wait(c, max(int(left * 1e9), 0))
             if st == 0:
                 return True
             if st == lib.SHMX_ECLOSED:
@@ -270,6 +329,7 @@ class Client:
                 # wait_frame() and frames() without a timeout hang forever
                 # once the producer had exited.
                 if self._follow_new_server():
+                    c = self._c
                     continue
                 self._fail(st)
                 # Say what happened, not why the look for a new server failed.
@@ -280,9 +340,13 @@ class Client:
                 self._fail(st)
                 return False
             if deadline is not None and time.monotonic() >= deadline:
-                self._fail(st)
+                # Our own words: the thread's C detail may be another
+                # object's old error (a timed-out wait records none).
+                self._last_status = st
+                self._err = f"wait: no new frame in '{self._name}' within {timeout} s"
                 return False
-        self._fail(lib.SHMX_EINVAL)
+        self._last_status = lib.SHMX_ECLOSED
+        self._err = "wait: the client was closed while waiting"
         return False
 
     def reconnect(self) -> bool:
@@ -293,7 +357,7 @@ class Client:
             self.last_error = "reconnect: client was never opened"
             return False
         st, handle, _, error = open_handle(lib.pyshmx_client_open, "shmx_client", self._name,
-                                           self._shm_dir)
+                                           self._shm_dir, self._history)
         if st != 0:
             self.last_error, self._last_status = error, st
             return False
@@ -322,21 +386,93 @@ class Client:
     def frames(self, timeout: Optional[float] = None) -> Iterator[Frame]:
         """Iterate over new frames as they are published (each once; a slow
         consumer skips to the newest).  Stops after ``timeout`` seconds
-        without a new frame, or when the server is gone."""
+        without a new frame, when the server is gone or the client closed."""
+        check_timeout("frames", timeout)
         while True:
             frame = self.wait_frame(timeout)
             if frame is None:
                 return
             yield frame
 
+    # ------------------------------------------------------- event loops
+    def fileno(self) -> int:
+        """A file descriptor for any event loop (selectors, asyncio's
+        ``add_reader``, trio's ``wait_readable``): it becomes readable, once
+        armed, when a frame newer than this client's last read is published,
+        and when the server goes away.  ``fileno()`` arms it; after each
+        wake call ``arm()`` (it drains the fd): True means read now, False
+        means wait for the fd again.  Owned by the client: do not close it;
+        unregister it before ``close()``; it changes after a reconnect.
+        Raises ``ServerGoneError`` when the server is gone, ``ShmxError``
+        where there is no wake channel (not Linux, another network
+        namespace)."""
+        owner, c = self._owner, self._c  # noqa: F841  (see get_latest_frame)
+        fd = ffi.new("int *")
+        st = lib.shmx_client_wait_fd(c or _NULL, fd)
+        if st != 0:
+            self._fail(st)
+            raise error_for(st, f"fileno: {self.last_error}")
+        lib.shmx_client_arm_fd(c)
+        return int(fd[0])
+
+    def arm(self) -> bool:
+        """Drain and arm the ``fileno()`` fd.  True: a frame newer than the
+        last one read is there (or the server is gone, or the client is
+        closed): read now, do not wait.  False: armed; the fd becomes
+        readable at the next publish."""
+        owner = self._owner  # noqa: F841  (see get_latest_frame)
+        st = lib.shmx_client_arm_fd(self._c or _NULL)
+        if st == lib.SHMX_EAGAIN:
+            return False
+        if st != 0:
+            self._fail(st)
+        return True
+
     async def await_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
-        """``wait_frame`` for asyncio: waits in a worker thread, so the event
-        loop keeps running."""
-        ok = await asyncio.get_running_loop().run_in_executor(None, self._wait_new, timeout)
-        return self.get_latest_frame() if ok else None
+        """``wait_frame`` for asyncio, on the ``fileno()`` fd with
+        ``loop.add_reader``: no thread.  Cancelling it (or
+        ``asyncio.wait_for``) ends the wait at once; ``close()`` makes it
+        return None."""
+        timeout = check_timeout("await_frame", timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            c = self._c
+            if c is None or self._closing:
+                self._last_status = lib.SHMX_ECLOSED
+                self._err = "await_frame: the client is not open or was closed"
+                return None
+            st = lib.shmx_client_arm_fd(c)
+            if st == 0:
+                frame = self.get_latest_frame()
+                if frame is not None:
+                    return frame
+                continue
+            if st == lib.SHMX_ECLOSED:
+                if self._follow_new_server():
+                    continue
+                self._fail(st)
+                self.last_error = (f"the server of '{self._name}' is gone (destroyed, or its "
+                                   "process died) and no new server has taken the name")
+                return None
+            if st != lib.SHMX_EAGAIN:
+                self._fail(st)
+                return None
+            fd = ffi.new("int *")
+            if lib.shmx_client_wait_fd(c, fd) != 0:
+                self._fail(lib.SHMX_ECLOSED)
+                return None
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                self._last_status = lib.SHMX_ETIMEDOUT
+                self._err = f"await_frame: no new frame in '{self._name}' within {timeout} s"
+                return None
+            await wait_readable(int(fd[0]), left, self._async_waiters)
 
     async def aframes(self, timeout: Optional[float] = None) -> AsyncIterator[Frame]:
-        """``async for frame in client.aframes():`` the asyncio ``frames()``."""
+        """``async for frame in client.aframes():`` the asyncio ``frames()``
+        (no thread; Ctrl-C and cancellation end it at once)."""
+        check_timeout("aframes", timeout)
         while True:
             frame = await self.await_frame(timeout)
             if frame is None:
@@ -356,7 +492,9 @@ class Client:
         return frame
 
     def _build_layout(self, layout_id: int, count: int) -> List[_Entry]:
-        assert self._mv is not None
+        c, mv = self._c, self._mv
+        if c is None or mv is None:
+            return []  # closed (from another thread) since the read
         if len(self._layouts) > 256:
             self._layouts.clear()
             self._views.clear()
@@ -364,14 +502,14 @@ class Client:
         entries: List[_Entry] = []
         for i in range(count):
             sv.struct_size = ffi.sizeof("shmx_stream_view")
-            if lib.shmx_client_frame_stream(self._c, i, sv) != 0:
+            if lib.shmx_client_frame_stream(c, i, sv) != 0:
                 continue
             sid = sv.stream_id
             if sid not in self._names:
                 self._load_schema()
             name = self._names.get(sid, f"stream_{sid}")
             off = sv.offset
-            entries.append((name, self._mv[off:off + sv.bytes], sv.elem_count, sv.bytes, sid))
+            entries.append((name, mv[off:off + sv.bytes], sv.elem_count, sv.bytes, sid))
         self._layouts[layout_id] = entries
         views: Dict[Any, memoryview] = {}
         for name, view, _, _, sid in entries:
@@ -381,22 +519,28 @@ class Client:
 
     def release(self) -> None:
         """Drop the pin on the last frame early (its views may then change)."""
-        if self._c is not None:
-            lib.shmx_client_release(self._c)
+        owner, c = self._owner, self._c  # noqa: F841  (see get_latest_frame)
+        if c is not None:
+            lib.shmx_client_release(c)
 
     # ----------------------------------------------------------- numpy view
     def get_latest_arrays(self) -> Optional[Dict[str, Any]]:
         """The latest frame as read-only numpy arrays over shared memory:
-        ``{stream name: ndarray}`` shaped ``(elem_count, components)`` (or
-        ``(elem_count,)``), plus ``'__metadata__'``.  Needs numpy."""
+        ``{stream name: ndarray}`` (arrays only, as ``as_arrays``); the
+        frame's metadata is in ``frame_id``/``sim_time`` after the call.
+        Needs numpy."""
         frame = self.get_latest_frame()
         return None if frame is None else self.as_arrays(frame)
 
     def as_arrays(self, frame: Frame) -> Dict[str, Any]:
-        """Turn a frame dict into typed numpy arrays (zero copy)."""
+        """A frame dict as ``{stream name: ndarray}``: arrays only (the
+        metadata stays in ``frame['__metadata__']``), zero copy, read-only,
+        typed by the schema and shaped by its ``shape`` when the frame's
+        count fits it, else ``(elem_count, components)`` /
+        ``(elem_count,)``.  Needs numpy."""
         from ._numpy import stream_array
         specs = {s["name"]: s for s in self._streams}
-        out: Dict[str, Any] = {"__metadata__": frame["__metadata__"]}
+        out: Dict[str, Any] = {}
         for key, entry in frame.items():
             if key != "__metadata__":
                 out[key] = stream_array(entry["data"], entry["elem_count"], specs.get(key))
@@ -408,7 +552,13 @@ class Client:
         server.  False when the ring is full, the message is larger than
         the ring, or the client is not open."""
         try:
+            if isinstance(type, bool) or not hasattr(type, "__index__"):
+                raise TypeError(f"type must be an int, got {type.__class__.__name__} {type!r}")
+            if isinstance(data, str):
+                raise TypeError(f"data must be a bytes-like buffer, got str {data[:40]!r} "
+                                "(encode text first: data.encode())")
             buf = ffi.from_buffer(data)
+            owner = self._owner  # noqa: F841  (see get_latest_frame)
             st = lib.shmx_client_send_control(self._c or _NULL, type, buf, len(buf))
         except (TypeError, ValueError, OverflowError) as exc:
             self.last_error = f"send_control: {exc}"
@@ -431,6 +581,7 @@ class Client:
 
     def refresh_static(self) -> bool:
         """Re-read the static directory (after the server appended to it)."""
+        owner = self._owner  # noqa: F841  (see get_latest_frame)
         st = lib.shmx_client_refresh_static(self._c or _NULL)
         if st != 0:
             self._fail(st)
@@ -440,26 +591,29 @@ class Client:
 
     def get_header_info(self) -> Dict[str, Any]:
         """Region header: the shmx 1.0.1 keys plus ours ({} when not open)."""
-        if self._c is None:
+        owner, c = self._owner, self._c  # noqa: F841  (see get_latest_frame)
+        if c is None:
             return {}
         info = ffi.new("shmx_header_info *")
         info.struct_size = ffi.sizeof("shmx_header_info")
-        if lib.shmx_client_header_info(self._c, info) != 0:
+        if lib.shmx_client_header_info(c, info) != 0:
             return {}
         return header_dict(info, self._name)
 
     def server_alive(self) -> Optional[bool]:
         """True/False from the server's liveness lock; None for a shmx 1.0.1
         server (it holds no lock) or when not open."""
-        if self._c is None:
+        owner, c = self._owner, self._c  # noqa: F841  (see get_latest_frame)
+        if c is None:
             return None
-        v = lib.shmx_client_server_alive(self._c)
+        v = lib.shmx_client_server_alive(c)
         return {lib.SHMX_ALIVE: True, lib.SHMX_DEAD: False}.get(v)
 
     @property
     def reader_id(self) -> int:
         """This client's reader id (as the server sees it in control messages)."""
-        return int(lib.shmx_client_reader_id(self._c)) if self._c is not None else 0
+        owner, c = self._owner, self._c  # noqa: F841  (see get_latest_frame)
+        return int(lib.shmx_client_reader_id(c)) if c is not None else 0
 
     # -------------------------------------------------------------- helpers
     @property
@@ -500,14 +654,18 @@ class Client:
 
 
 def connect(name: str, timeout: Optional[float] = 0.0, *, shm_dir: Optional[str] = None,
-            poll: float = 0.01) -> Client:
+            poll: float = 0.01, history: bool = False) -> Client:
     """Open a client, waiting up to ``timeout`` seconds (None: forever) for
-    the server to create the region.  Raises ``RegionNotFoundError``,
-    ``ShmxPermissionError``, ``CorruptRegionError``, ``BusyError``..."""
+    the server to create the region.  ``history``: as in ``Client.open``.
+    Raises ``RegionNotFoundError``, ``ShmxPermissionError``,
+    ``CorruptRegionError``, ``BusyError``, ``InvalidArgumentError`` (a NaN
+    or negative timeout)..."""
+    timeout = check_timeout("connect", timeout)
+    check_timeout("connect", poll, "poll")
     deadline = None if timeout is None else time.monotonic() + timeout
     client = Client()
     while True:
-        if client.open(name, shm_dir=shm_dir):
+        if client.open(name, shm_dir=shm_dir, history=history):
             return client
         retry = client._last_status in (lib.SHMX_ENOENT, lib.SHMX_ECORRUPT)
         if not retry or (deadline is not None and time.monotonic() >= deadline):

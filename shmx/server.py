@@ -1,6 +1,8 @@
 """The producer side: ``Server`` (the documented shmx 1.0.1 API and more)."""
 from __future__ import annotations
 
+import asyncio
+import collections.abc as _abc
 import operator
 import os
 import struct
@@ -9,6 +11,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
 
+from ._aio import check_timeout, wait_readable, wake_all
 from ._common import (CHECKSUM_POLICIES, encode_dir, encode_name, header_dict, readers_list,
                       streams_list)
 from ._shmx import ffi, lib
@@ -56,11 +59,13 @@ class Server:
         self._slot_cap = self._user_cap = 0
         self._name = ""
         self.last_error: str = ""
+        self._async_waiters: set = set()
 
     # ------------------------------------------------------------ lifecycle
     def create(self, name: str, slots: int = 3, reader_slots: int = 16,
                static_bytes_cap: int = 4096, frame_bytes_cap: int = 65536,
-               control_per_reader: int = 4096, streams: Iterable[Mapping[str, Any]] = (),
+               control_per_reader: int = 4096,
+               streams: Iterable[Mapping[str, Any]] = [],  # noqa: B006 - only read; 1.0.1's default
                *, mode: int = 0o600, checksum: str = "auto",
                shm_dir: Optional[str] = None) -> bool:
         """Create the region ``name`` and become its producer.
@@ -71,9 +76,14 @@ class Server:
         ``"auto"`` (while a legacy reader is attached), ``"always"``,
         ``"never"``.  ``shm_dir`` overrides ``$SHMX_DIR``/``/dev/shm``.
         Returns False (reason in ``last_error``) when the name is taken by a
-        live server, the config is invalid, or there is no room.
+        live server, the config is invalid, there is no room, or this Server
+        already holds a region (``destroy()`` it first to re-create).
         """
-        self.destroy()
+        if self._s is not None:
+            self._last_status = lib.SHMX_EINVAL
+            self.last_error = (f"create: this Server already holds region '{self._name}'; "
+                               "call destroy() first to re-create it")
+            return False
         try:
             cfg, keep = self._config(slots, reader_slots, static_bytes_cap, frame_bytes_cap,
                                      control_per_reader, streams, mode, checksum, shm_dir)
@@ -86,10 +96,12 @@ class Server:
         st = lib.pyshmx_server_create(raw_name, cfg, out)  # releases the GIL
         del keep
         if st != 0:
-            self.last_error = status_message(st)
+            msg = status_message(st)
+            self.last_error = msg if msg.startswith("create") else f"create: {msg}"
             self._last_status = st
             return False
         s = out[0]
+        self._destroyed = False
         self._s = s
         size = lib.shmx_server_size(s)
         # The mapping is freed when the last view into it is gone.
@@ -141,9 +153,22 @@ class Server:
                 if key not in spec:
                     raise KeyError(f"stream {i} has no '{key}'")
             name = spec["name"]
+            if not isinstance(name, (str, bytes)):
+                raise TypeError(f"stream {i}: name must be a str, got {type(name).__name__}")
             raw = name.encode("utf-8") if isinstance(name, str) else bytes(name)
             if b"\0" in raw:
                 raise ValueError(f"stream {i}: name {name!r} contains a NUL character")
+            label = f"stream {name!r}" if isinstance(name, str) else f"stream {i}"
+            for key, field in (("id", "stream id"), ("dtype_code", "dtype_code"),
+                               ("components", "components"), ("bytes_per_elem", "bytes_per_elem"),
+                               ("layout_code", "layout_code")):
+                v = spec.get(key, 0) if key == "layout_code" else spec[key]
+                if v is None and key == "layout_code":
+                    continue
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise TypeError(f"{label}: {field} must be an int, got {type(v).__name__} {v!r}")
+                if not 0 <= v <= 0xFFFFFFFF:
+                    raise ValueError(f"{label}: {field} {v} is out of range 0..2**32-1")
             nm = ffi.new("char[]", raw)
             keep.append(nm)
             a = arr[i]
@@ -154,6 +179,10 @@ class Server:
             a.bytes_per_elem = spec["bytes_per_elem"]
             a.name = nm
             extra = spec.get("extra")
+            if spec.get("shape") is not None:
+                from ._shape import check_shape, encode_shape
+                dims = check_shape("create", str(name), spec["shape"], int(spec["components"]))
+                extra = encode_shape(dims, bytes(extra or b""))
             if extra:
                 eb = ffi.new("char[]", bytes(extra))
                 keep.append(eb)
@@ -175,8 +204,10 @@ class Server:
         if s is None:
             return
         self._revoke_loans()
+        wake_all(self._async_waiters)
         lib.shmx_server_close(s)
         self.__dict__.pop("publish_stream", None)
+        self._destroyed = True
         self._s = None
         self._mv = None
         self._owner = None
@@ -201,7 +232,7 @@ class Server:
             self._revoke_loans()
         frame = _begin(self._s or _NULL)
         if frame < 0:
-            self._set_error(frame)
+            self._set_error(frame, "begin_frame")
             return None
         return frame
 
@@ -219,12 +250,20 @@ class Server:
                 buf = _from_buffer(data)
                 st = _append(self._s or _NULL, frame_handle, stream_id, buf, len(buf), elem_count)
         except (TypeError, ValueError, OverflowError, BufferError) as exc:
-            self.last_error = f"append_stream: {self._arg_error(exc, frame_handle, data)}"
+            self.last_error = (f"append_stream: "
+                               f"{self._arg_error(exc, frame_handle, data, stream_id=stream_id, elem_count=elem_count)}")
             return False
         if st != 0:
-            self._set_error(st)
+            self._set_error(st, "append_stream")
+            self._explain_handle(st, "append_stream", frame_handle)
             return False
         return True
+
+    def _explain_handle(self, st: int, call: str, frame_handle: Any) -> None:
+        if st == lib.SHMX_EHANDLE:
+            self.last_error = (f"{call}: {frame_handle!r} is not an open frame of this server (use the "
+                               f"handle begin_frame() returned; it ends at publish_frame or the next "
+                               f"begin_frame) [{self.last_error}]")
 
     def loan(self, frame_handle: Any, stream_id: int, elem_count: int) -> memoryview:
         """Reserve stream ``stream_id`` in the frame and return a writable
@@ -235,10 +274,11 @@ class Server:
         try:
             st = lib.shmx_server_loan(self._s or _NULL, frame_handle, stream_id, elem_count, ptr)
         except (TypeError, OverflowError) as exc:
-            raise error_for(lib.SHMX_EINVAL, f"loan: {self._arg_error(exc, frame_handle, b'')}") from None
+            raise error_for(lib.SHMX_EINVAL, f"loan: {self._arg_error(exc, frame_handle, b'', stream_id=stream_id, elem_count=elem_count)}") from None
         if st != 0:
-            self._set_error(st)
-            raise error_for(st, self.last_error)
+            self._set_error(st, "loan")
+            self._explain_handle(st, "loan", frame_handle)
+            raise error_for(self._last_status, self.last_error)
         assert self._mv is not None
         off = int(ffi.cast("uintptr_t", ptr[0])) - int(ffi.cast("uintptr_t", self._owner))
         view = self._mv[off:off + elem_count * self._bpe.get(stream_id, 0)]
@@ -263,22 +303,36 @@ class Server:
         try:
             st = _publish(self._s or _NULL, frame_handle, sim_time)
         except (TypeError, OverflowError) as exc:
-            self.last_error = f"publish_frame: {self._arg_error(exc, frame_handle, b'')}"
+            if isinstance(sim_time, bool) or not isinstance(sim_time, (int, float)):
+                self.last_error = f"publish_frame: sim_time must be a number, got {type(sim_time).__name__}"
+            else:
+                self.last_error = f"publish_frame: {self._arg_error(exc, frame_handle, b'')}"
             return False
         if self._loans:
             self._revoke_loans()
         if st != 0:
-            self._set_error(st)
+            self._set_error(st, "publish_frame")
+            self._explain_handle(st, "publish_frame", frame_handle)
             return False
         return True
 
     def publish(self, streams: Mapping[StreamKey, Any], sim_time: float = 0.0) -> None:
         """Publish one frame in one call: ``{stream id or name: buffer}``;
         element counts follow from each stream's ``bytes_per_elem``.
-        Raises a ``ShmxError`` subclass on any refusal."""
+        Raises a ``ShmxError`` subclass on any refusal (``ServerGoneError``
+        after ``destroy()``)."""
+        if self._s is None:
+            self._set_error(lib.SHMX_EINVAL, "publish")
+            raise error_for(self._last_status, self.last_error)
+        if streams.__class__ is not dict and not isinstance(streams, _abc.Mapping):
+            raise error_for(lib.SHMX_EINVAL, f"publish: streams must be a dict {{stream id or name: "
+                                             f"buffer}}, got {type(streams).__name__}")
         if len(streams) == 1:
             for key, data in streams.items():
-                return self.publish_stream(key, data, sim_time)
+                if self._loans:
+                    self._revoke_loans()
+                self._raise_if(self._publish_stream_any(key, data, sim_time, self._s, "publish"), "publish")
+                return
         # Everything is checked before begin_frame(): claiming a slot gives
         # up the oldest frame, so a refusal must come first.
         items = []
@@ -311,13 +365,14 @@ class Server:
                                               f"framing, the slot holds {self._slot_cap}")
         frame = self.begin_frame()
         if frame is None:
+            self.last_error = self.last_error.replace("begin_frame:", "publish:", 1)
             raise error_for(self._last_status, self.last_error)
         s = self._s
         for sid, buf, nbytes, elems in items:
             st = _append(s, frame, sid, buf, nbytes, elems)
             if st != 0:
-                self._set_error(st)
-                raise error_for(st, self.last_error)
+                self._set_error(st, "publish")
+                raise error_for(self._last_status, self.last_error)
         if not self.publish_frame(frame, sim_time):
             raise error_for(self._last_status, self.last_error)
 
@@ -332,7 +387,7 @@ class Server:
         # overrides it.
         if self._loans:
             self._revoke_loans()
-        self._raise_if(self._publish_stream_any(stream, data, sim_time, self._s))
+        self._raise_if(self._publish_stream_any(stream, data, sim_time, self._s), "publish_stream")
 
     def _bound_publish_stream(self) -> Callable[..., None]:
         """publish_stream for this region, as a closure: a producer that
@@ -363,24 +418,30 @@ class Server:
             if server._s is not handle and server._s is not None:
                 server.publish_stream(stream, data, sim_time)  # created again since
             else:
-                server._raise_if(server._publish_stream_any(stream, data, sim_time, handle))
+                server._raise_if(server._publish_stream_any(stream, data, sim_time, handle), "publish_stream")
         publish_stream.__doc__ = Server.publish_stream.__doc__
         publish_stream.__qualname__ = "Server.publish_stream"
         publish_stream._owner = owner  # type: ignore[attr-defined]  # keeps `handle` allocated
         return publish_stream
 
-    def _raise_if(self, st: int) -> None:
+    def _raise_if(self, st: int, call: str) -> None:
         if st != 0:
-            self._set_error(st)
-            raise error_for(st, self.last_error)
+            self._set_error(st, call)
+            raise error_for(self._last_status, self.last_error)
 
-    def _publish_stream_any(self, stream: StreamKey, data: Any, sim_time: float, handle: Any) -> int:
-        sid = self._stream_id(stream, "publish_stream")
+    def _publish_stream_any(self, stream: StreamKey, data: Any, sim_time: float, handle: Any,
+                            call: str = "publish_stream") -> int:
+        sid = self._stream_id(stream, call)
         try:
             buf = data if data.__class__ is bytes else _from_buffer(data)
             return _publish_stream(handle or _NULL, sid, buf, len(buf), sim_time)
         except (TypeError, ValueError, OverflowError, BufferError) as exc:
-            raise error_for(lib.SHMX_EINVAL, f"publish_stream: {self._arg_error(exc, 0, data)}") from None
+            if isinstance(sim_time, bool) or not isinstance(sim_time, (int, float)):
+                msg = f"sim_time must be a number, got {type(sim_time).__name__}"
+            else:
+                msg = self._arg_error(exc, 0, data)
+            label = f"stream {stream!r}: " if call == "publish" else ""
+            raise error_for(lib.SHMX_EINVAL, f"{call}: {label}{msg}") from None
 
     def _stream_id(self, key: Any, what: str) -> int:
         if isinstance(key, str):
@@ -406,7 +467,7 @@ class Server:
             self.last_error = f"write_static_append: {exc}"
             return False
         if st != 0:
-            self._set_error(st)
+            self._set_error(st, "write_static_append")
             return False
         self._load_schema()  # streams it described can be published by name now
         return True
@@ -418,6 +479,7 @@ class Server:
         out: List[Dict[str, Any]] = []
         s = self._s
         if s is None:
+            self._set_error(lib.SHMX_EINVAL, "poll_control")
             return out
         msg, buf = self._msg, self._msgbuf
         cap = len(buf)
@@ -426,7 +488,7 @@ class Server:
             st = lib.shmx_server_next_control(s, msg, buf, cap)
             if st != 0:
                 if st != lib.SHMX_EAGAIN:
-                    self._set_error(st)
+                    self._set_error(st, "poll_control")
                 break
             out.append({"reader_id": msg.reader_id, "type": msg.type,
                         "data": ffi.unpack(buf, msg.length), "reader_index": msg.reader_index})
@@ -434,27 +496,116 @@ class Server:
 
     def wait_control(self, timeout: Optional[float] = None) -> bool:
         """Block until a control message may be waiting (True) or the
-        timeout in seconds passes (False).  Releases the GIL; Ctrl-C works."""
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        timeout in seconds passes (False).  Releases the GIL; Ctrl-C works.
+        A NaN or negative timeout raises ``InvalidArgumentError``."""
+        timeout = check_timeout("wait_control", timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self._s is not None:
             left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
             st = lib.pyshmx_server_wait_control(self._s, max(int(left * 1e9), 0))
             if st == 0:
                 return True
             if st != lib.SHMX_ETIMEDOUT:
-                self._set_error(st)
+                self._set_error(st, "wait_control")
                 return False
             if deadline is not None and time.monotonic() >= deadline:
+                self._last_status = st
+                self.last_error = f"wait_control: no control message within {timeout} s"
                 return False
-        self._set_error(lib.SHMX_ECLOSED)  # not created, or destroyed: say so
+        self._set_error(lib.SHMX_ECLOSED, "wait_control")  # not created, or destroyed: say so
         return False
+
+    # -------------------------------------------------------------- readers
+    def wait_readers(self, n: int, timeout: Optional[float] = None) -> bool:
+        """Wait until at least ``n`` readers are attached (``readers_connected``):
+        True then, False at the timeout (seconds, None: forever) or after
+        ``destroy()``.  Honours Ctrl-C."""
+        timeout = check_timeout("wait_readers", timeout)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise error_for(lib.SHMX_EINVAL, f"wait_readers: n must be an int >= 0, got {n!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        nap = 0.0005
+        while self._s is not None:
+            if self.get_header_info().get("readers_connected", 0) >= n:
+                return True
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self._last_status = lib.SHMX_ETIMEDOUT
+                self.last_error = f"wait_readers: fewer than {n} readers within {timeout} s"
+                return False
+            time.sleep(nap if deadline is None else max(min(nap, deadline - now), 0))
+            nap = min(nap * 2, 0.01)
+        self._set_error(lib.SHMX_ECLOSED, "wait_readers")
+        return False
+
+    # ------------------------------------------------------- event loops
+    def control_fileno(self) -> int:
+        """A file descriptor for any event loop that becomes readable, once
+        armed, when a client sends a control message (and, spuriously, when
+        a client connects to or leaves the wake channel).  ``control_fileno()``
+        arms it; after each wake call ``arm_control()``: True means call
+        ``poll_control()`` now, False means wait for the fd again.  Owned by
+        the server (closed by ``destroy()``).  Raises ``ServerGoneError``
+        after destroy, ``ShmxError`` where there is no wake channel."""
+        fd = ffi.new("int *")
+        st = lib.shmx_server_control_fd(self._s or _NULL, fd)
+        if st != 0:
+            self._set_error(st if self._s is not None else lib.SHMX_ECLOSED, "control_fileno")
+            raise error_for(lib.SHMX_ECLOSED if self._s is None else st,
+                            f"control_fileno: {self.last_error}")
+        self.arm_control()
+        return int(fd[0])
+
+    def arm_control(self) -> bool:
+        """Drain and arm the ``control_fileno()`` fd.  True: a control message
+        may be waiting (or the server is destroyed): poll now.  False:
+        armed, wait for the fd."""
+        st = lib.shmx_server_arm_control_fd(self._s or _NULL)
+        if st == lib.SHMX_EAGAIN:
+            return False
+        if st != 0:
+            self._set_error(st, "arm_control")
+        return True
+
+    async def await_control(self, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+        """The asyncio ``wait_control`` + ``poll_control``: the control
+        messages waiting (a non-empty list), or ``[]`` at the timeout or
+        after ``destroy()``.  Built on ``control_fileno()`` with
+        ``loop.add_reader``: no thread; cancellation ends it at once."""
+        timeout = check_timeout("await_control", timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._s is not None:
+            msgs = self.poll_control()
+            if msgs:
+                return msgs
+            st = lib.shmx_server_arm_control_fd(self._s)
+            if st == 0:
+                continue
+            if st != lib.SHMX_EAGAIN:
+                self._set_error(st, "await_control")
+                return []
+            fd = ffi.new("int *")
+            if lib.shmx_server_control_fd(self._s, fd) != 0:
+                self._set_error(lib.SHMX_ESYS, "await_control")
+                return []
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                self._last_status = lib.SHMX_ETIMEDOUT
+                self.last_error = f"await_control: no control message within {timeout} s"
+                return []
+            await wait_readable(int(fd[0]), left, self._async_waiters)
+        self._set_error(lib.SHMX_ECLOSED, "await_control")
+        return []
 
     # -------------------------------------------------------------- readers
     def snapshot_readers(self) -> List[Dict[str, Any]]:
         """Every reader slot: ``reader_id``, ``heartbeat`` (monotonic ns),
         ``last_frame_seen``, ``in_use``, and ``alive``, ``pid``,
-        ``frames_read``, ``frames_dropped``, ``legacy``."""
+        ``frames_read``, ``frames_dropped``, ``legacy``.  ``[]`` before
+        ``create()`` and after ``destroy()`` (``last_error`` says which)."""
         if self._s is None:
+            self._set_error(lib.SHMX_EINVAL, "snapshot_readers")
             return []
         return readers_list(lib.shmx_server_readers, self._s, self.get_header_info()["reader_slots"])
 
@@ -473,13 +624,16 @@ class Server:
             self.last_error = f"reap_stale_readers: {exc}"
             return 0
         if st != 0:
-            self._set_error(st)
+            self._set_error(st, "reap_stale_readers")
             return 0
         return int(out[0])
 
     def get_header_info(self) -> Dict[str, Any]:
-        """Region header: the shmx 1.0.1 keys plus ours ({} when not created)."""
+        """Region header: the shmx 1.0.1 keys plus ours.  ``{}`` before
+        ``create()`` and after ``destroy()``, as in shmx 1.0.1 (``last_error``
+        then says which; ``is_open()`` is the direct question)."""
         if self._s is None:
+            self._set_error(lib.SHMX_EINVAL, "get_header_info")
             return {}
         info = ffi.new("shmx_header_info *")
         info.struct_size = ffi.sizeof("shmx_header_info")
@@ -488,23 +642,43 @@ class Server:
         return header_dict(info, self._name)
 
     def get_streams_info(self) -> List[Dict[str, Any]]:
-        """The schema, as ``Client.get_streams_info()`` shows it."""
+        """The schema, as ``Client.get_streams_info()`` shows it (``[]``
+        before ``create()`` and after ``destroy()``)."""
+        if self._s is None:
+            self._set_error(lib.SHMX_EINVAL, "get_streams_info")
+            return []
         return streams_list(lib.shmx_server_stream_count, lib.shmx_server_stream_info, self._s)
 
     # ------------------------------------------------------------- helpers
     _last_status: int = 0
+    _destroyed = False
 
-    def _set_error(self, st: int) -> None:
+    def _set_error(self, st: int, call: Optional[str] = None) -> None:
+        detail = status_message(st)
+        # The C detail starts with the C call's name ("publish_stream: ..."):
+        # say the call the user made instead.
+        head, sep, rest = detail.partition(": ")
+        if call is None:
+            call = head if sep and head.replace("_", "").isalpha() else "server"
+        elif sep and head.replace("_", "").isalpha() and head != call:
+            detail = rest
         self._last_status = st
-        if self._s is None:
-            self.last_error = "server is not created (call create() first) or was destroyed"
+        if self._s is None and self._destroyed:
+            self._last_status = lib.SHMX_ECLOSED
+            self.last_error = (f"{call}: the server of '{self._name}' was destroyed "
+                               "(create() makes a new region)")
+        elif self._s is None:
+            self.last_error = f"{call}: server is not created (call create() first)"
         else:
-            self.last_error = status_message(st)
+            self.last_error = detail if detail.startswith(call + ":") else f"{call}: {detail}"
 
-    def _arg_error(self, exc: Exception, frame_handle: Any, data: Any) -> str:
+    def _arg_error(self, exc: Exception, frame_handle: Any, data: Any, **ints: Any) -> str:
         self._last_status = lib.SHMX_EINVAL
         if not isinstance(frame_handle, int):
             return f"frame handle must come from begin_frame(), got {type(frame_handle).__name__}"
+        for arg, v in ints.items():
+            if isinstance(v, bool) or not hasattr(v, "__index__"):
+                return f"{arg} must be an int, got {type(v).__name__} {v!r}"
         if isinstance(exc, (TypeError, BufferError)) and not isinstance(data, (bytes, bytearray, memoryview)):
             return f"data must be a C-contiguous buffer (bytes, bytearray, memoryview, numpy array): {exc}"
         return str(exc)

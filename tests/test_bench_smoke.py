@@ -57,12 +57,18 @@ def test_quick_run_writes_expected_json(tmp_path: Path) -> None:
     assert consumer["dropped_reported"] == consumer["missed_by_id"]
 
     latency = [r for r in doc["runs"] if r.get("scenario") == "latency" and not r.get("failed")]
-    assert {r["mode"] for r in latency} == {"poll", "block"}
+    assert {r["mode"] for r in latency} == {"poll", "block", "fd"}
+    assert "latency.fd.p50_us" in figures and figures["latency.fd.p50_us"]["summary"]["shmx"]["median"]
     for r in latency:
         lat = r["consumers"]["consumer0"]["latency"]
         assert lat["n"] > 0 and "hist" in lat
 
-    assert {t["figure"] for t in doc["targets"]} >= {"latency.poll.p50_us", "micro.c_latest_ns"}
+    # A smoke run judges no target, and says what it is.
+    assert doc["targets"] == []
+    assert "SMOKE RUN" in stdout and "MISSED" not in stdout and " met" not in stdout
+    # Each section once.
+    for sec in ("(1) ", "(2) ", "(3) ", "(4) ", "(5) ", "(6) "):
+        assert sum(line.startswith(sec) for line in stdout.splitlines()) == 1, sec
 
     # Nothing of the run is left in the shared-memory directory.
     shm = os.environ.get("SHMX_DIR") or "/dev/shm"
@@ -117,3 +123,20 @@ def test_lowest_of_all_peers_is_judged_by_same_round_ratios() -> None:
     assert medians["stdlib-shm"] < medians["shmx"]
     res.put("latency.poll.p99_us", "stdlib-shm", 1, 11.0)  # now faster in two rounds
     assert not bench.rank_check(res, "latency.poll.p99_us")["met"]
+
+
+def test_quick_run_writes_nothing_into_the_checkout(tmp_path: Path) -> None:
+    """Without --out a smoke run writes no JSON (it used to land in
+    tools/out/bench.json of the checkout)."""
+    def snapshot() -> dict:
+        return {str(p): p.stat().st_mtime_ns for p in ROOT.rglob("*")
+                if ".git" not in p.parts and ".peers" not in p.parts and "__pycache__" not in p.parts
+                and p.is_file()}
+    before = snapshot()
+    r = subprocess.run([sys.executable, str(BENCH), "--quick", "--scenarios", "latency,machine", "--count", "50"],
+                       capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "No JSON written" in r.stdout
+    after = snapshot()
+    changed = {p for p in after if before.get(p) != after[p]}
+    assert not changed, f"bench --quick wrote into the checkout: {sorted(changed)[:5]}"

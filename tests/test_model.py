@@ -6,6 +6,8 @@ fairness), and the same model without the seq_cst ordering, where spin must
 find the torn read (proof that the model can see the bug it rules out).
 wake.pml (waking waiters): no lost wake-up with 2 and 3 waiters, and the
 separate-flag protocol this replaced, where spin must find one.
+wakefd.pml (the event-loop wake fd): no lost wake-up and one record per
+arm, and without the re-check after arming spin must find the lost one.
 """
 from __future__ import annotations
 
@@ -93,4 +95,17 @@ def test_wake_model_loses_no_wake_up(tmp_path, size):
 
 def test_wake_model_finds_the_lost_wake_up_of_a_separate_flag(tmp_path):
     errors, out = verify(tmp_path, ["-DFLAG"], ["-DSAFETY"], [], MODELS / "wake.pml")
+    assert errors >= 1 and "invalid end state" in out, out
+
+
+@pytest.mark.parametrize("size", [[], ["-DNFRAMES=4"]], ids=["2x3", "2x4"])
+def test_wakefd_model_loses_no_wake_up(tmp_path, size):
+    errors, out = verify(tmp_path, size, ["-DSAFETY"], [], MODELS / "wakefd.pml")
+    assert errors == 0, out
+    assert "Search not completed" not in out, out
+    assert unreached(out) == [], out
+
+
+def test_wakefd_model_without_the_recheck_loses_a_wake_up(tmp_path):
+    errors, out = verify(tmp_path, ["-DNORECHECK"], ["-DSAFETY"], [], MODELS / "wakefd.pml")
     assert errors >= 1 and "invalid end state" in out, out

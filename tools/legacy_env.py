@@ -256,6 +256,26 @@ def ensure_legacy_headers(root: pathlib.Path) -> pathlib.Path:
     return out
 
 
+def legacy_stub(root: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+    """shmx 1.0.1's type stub, ``shmx/__init__.pyi`` from its sdist, copied
+    to ``out/shmx/__init__.pyi`` (for mypy's stubtest); returns ``out``.
+    Builds the legacy venv first if its sdist is not there yet."""
+    sdists = sorted((peer_dir(root) / "dist").glob(f"shmx-{LEGACY_VERSION}.tar.gz"))
+    if not sdists:
+        ensure_legacy_python(root)
+        sdists = sorted((peer_dir(root) / "dist").glob(f"shmx-{LEGACY_VERSION}.tar.gz"))
+    if not sdists:
+        raise RuntimeError(f"no shmx-{LEGACY_VERSION}.tar.gz in {peer_dir(root) / 'dist'}")
+    import tarfile
+    with tarfile.open(sdists[0]) as tar:
+        member = tar.extractfile(f"shmx-{LEGACY_VERSION}/shmx/__init__.pyi")
+        if member is None:
+            raise RuntimeError(f"shmx/__init__.pyi is not a file in {sdists[0]}")
+        (out / "shmx").mkdir(parents=True, exist_ok=True)
+        (out / "shmx" / "__init__.pyi").write_bytes(member.read())
+    return out
+
+
 def build_info(root: pathlib.Path) -> Dict[str, object]:
     """What the last successful build recorded ({} when none)."""
     try:

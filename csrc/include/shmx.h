@@ -9,9 +9,22 @@
  * ABI rules
  *   - Same SHMX_VERSION_MAJOR = ABI compatible (SONAME libshmx.so.1).
  *   - Status codes are never renumbered; new ones get new numbers.
- *   - Every struct passed in or out starts with `struct_size`; the library
- *     reads/writes only the fields that fit, so structs can grow at the end.
- *     Use the matching *_init() function to fill it.
+ *   - Every struct passed in or out (except shmx_stream_spec, whose layout
+ *     is fixed) starts with `struct_size`, so structs can grow at the end:
+ *       input structs (shmx_server_config, shmx_open_options): fill them
+ *         with their _init() function, which sets struct_size and the
+ *         defaults; the library reads only the fields that fit in
+ *         struct_size (a field beyond it takes its default); for
+ *         shmx_server_config a struct_size of 0 or over what the library
+ *         knows is refused (SHMX_EINVAL);
+ *       output structs (shmx_header_info, shmx_stream_info,
+ *         shmx_reader_info, shmx_frame_info, shmx_stream_view,
+ *         shmx_control_msg) have no _init(): set struct_size to
+ *         sizeof(the struct) before the call.  The library writes only the
+ *         fields that fit and sets struct_size to the bytes it wrote; 0,
+ *         or a size over what it knows, means "the full size this library
+ *         knows" (so a caller built against a newer header gets the
+ *         fields this library has, and sees how many in struct_size).
  *   - No inline functions: everything is callable through an FFI.
  *
  * Threading
@@ -175,7 +188,8 @@ typedef struct shmx_server shmx_server;
 typedef struct shmx_client shmx_client;
 typedef struct shmx_inspector shmx_inspector;
 
-/* One stream of the schema.  Fixed by the wire format. */
+/* One stream of the schema.  Fixed by the wire format: no struct_size,
+ * this layout never changes. */
 typedef struct shmx_stream_spec {
     uint32_t stream_id;
     uint32_t dtype;          /* SHMX_DT_* */
@@ -187,6 +201,7 @@ typedef struct shmx_stream_spec {
     uint32_t extra_len;
 } shmx_stream_spec;
 
+/* Input: fill with shmx_server_config_init(), then change fields. */
 typedef struct shmx_server_config {
     uint32_t struct_size;
     uint32_t slots;              /* frame slots in the ring (default 3) */
@@ -201,11 +216,15 @@ typedef struct shmx_server_config {
     const char *dir;             /* NULL: $SHMX_DIR, else /dev/shm */
 } shmx_server_config;
 
+/* Input: fill with shmx_open_options_init(); NULL means all defaults. */
 typedef struct shmx_open_options {
     uint32_t struct_size;
     const char *dir;             /* NULL: $SHMX_DIR, else /dev/shm */
+    uint32_t history;            /* 1: the first shmx_client_next() returns the oldest
+                                    frame still in the ring, not the newest (since 1.1) */
 } shmx_open_options;
 
+/* Output: set struct_size = sizeof(shmx_header_info) before the call. */
 typedef struct shmx_header_info {
     uint32_t struct_size;
     uint32_t version_major, version_minor;
@@ -226,6 +245,7 @@ typedef struct shmx_header_info {
     uint64_t overruns;           /* publishes refused: every slot pinned */
 } shmx_header_info;
 
+/* Output: set struct_size = sizeof(shmx_stream_info) before the call. */
 typedef struct shmx_stream_info {
     uint32_t struct_size;
     uint32_t stream_id, dtype, components, layout, bytes_per_elem;
@@ -234,6 +254,7 @@ typedef struct shmx_stream_info {
     const void *extra;           /* owned by the handle */
 } shmx_stream_info;
 
+/* Output, one per array element: set each struct_size = sizeof(shmx_reader_info). */
 typedef struct shmx_reader_info {
     uint32_t struct_size;
     uint32_t index;
@@ -245,7 +266,8 @@ typedef struct shmx_reader_info {
 } shmx_reader_info;
 
 /* A frame as seen by a client: valid until the client's next read call,
- * shmx_client_release() or close. */
+ * shmx_client_release() or close.  Output: set struct_size =
+ * sizeof(shmx_frame_info) before the call (the reads accept out = NULL). */
 typedef struct shmx_frame_info {
     uint32_t struct_size;
     uint32_t payload_bytes, tlv_count, stream_count;
@@ -255,6 +277,7 @@ typedef struct shmx_frame_info {
     uint64_t layout_id;          /* same id => same slot and same stream offsets */
 } shmx_frame_info;
 
+/* Output: set struct_size = sizeof(shmx_stream_view) before the call. */
 typedef struct shmx_stream_view {
     uint32_t struct_size;
     uint32_t stream_id, elem_count, bytes;
@@ -262,6 +285,7 @@ typedef struct shmx_stream_view {
     const void *data;
 } shmx_stream_view;
 
+/* Output: set struct_size = sizeof(shmx_control_msg) before the call. */
 typedef struct shmx_control_msg {
     uint32_t struct_size;
     uint32_t type, length, reader_index;
@@ -365,6 +389,39 @@ SHMX_API shmx_status shmx_client_reconnect(shmx_client *c);
 SHMX_API void *shmx_client_base(shmx_client *c);
 SHMX_API uint64_t shmx_client_size(shmx_client *c);
 SHMX_API uint64_t shmx_client_reader_id(shmx_client *c);
+
+/* ---------------------------------------------------- event-loop fds
+ * A file descriptor to hand to poll/epoll/select, asyncio's add_reader,
+ * trio's wait_readable or Go's poller, instead of a blocking wait (Linux:
+ * a connected abstract-namespace unix socket; nothing in the file system).
+ * The protocol, the same for both sides:
+ *     for (;;) {
+ *         st = shmx_client_arm_fd(c);
+ *         if (st == SHMX_EAGAIN) { poll(fd, POLLIN); continue; }
+ *         if (st != SHMX_OK) break;           (SHMX_ECLOSED: server gone)
+ *         shmx_client_latest(c, &fi) or shmx_client_next(c, &fi) ...
+ *     }
+ * Arming is what makes the producer signal the fd, once (coalesced like the
+ * futex sleeper bit): a producer makes no system call for a reader that did
+ * not arm.  A readable fd is a hint; arm again to know.  The fd belongs to
+ * the handle (do not close it); it is closed by close/detach, and changes
+ * after shmx_client_reconnect.  Fails with SHMX_ESYS where there is no such
+ * channel (not Linux, another network namespace than the server's) and
+ * SHMX_ELEGACY on a shmx 1.0.1 region.  Since 1.1. */
+
+/* The client's wake fd: readable once armed and a frame newer than the
+ * last one read is published, or the server is gone. */
+SHMX_API shmx_status shmx_client_wait_fd(shmx_client *c, int *fd);
+/* Drain the fd and arm it.  SHMX_OK: a frame newer than the last one read
+ * is there now (read it, do not wait); SHMX_EAGAIN: armed, wait until the
+ * fd is readable, then call again; SHMX_ECLOSED: the server is gone. */
+SHMX_API shmx_status shmx_client_arm_fd(shmx_client *c);
+/* The server's control fd: readable once armed and a client sends a
+ * control message (also, spuriously, when a client connects or leaves). */
+SHMX_API shmx_status shmx_server_control_fd(shmx_server *s, int *fd);
+/* Drain and arm it.  SHMX_OK: a message may be there now (call
+ * shmx_server_next_control); SHMX_EAGAIN: armed, wait for the fd. */
+SHMX_API shmx_status shmx_server_arm_control_fd(shmx_server *s);
 
 /* ------------------------------------------------------------- inspector */
 

@@ -22,8 +22,11 @@ package shmx
 import "C"
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -467,7 +470,8 @@ func (s *Server) WaitControl(timeout time.Duration) (bool, error) {
 
 // Client reads frames from a region.
 type Client struct {
-	c *C.shmx_client
+	c    *C.shmx_client
+	wake *os.File // a dup of the wake fd, in Go's network poller (WaitPoller)
 }
 
 // StreamView is one stream of a frame; Data points into shared memory.
@@ -521,6 +525,10 @@ func Open(name string, dir string) (*Client, error) {
 // Close leaves the reader slot and unmaps the region.  Slices of frames
 // read before must not be used afterwards.
 func (c *Client) Close() {
+	if c.wake != nil {
+		c.wake.Close()
+		c.wake = nil
+	}
 	if c.c != nil {
 		C.shmx_client_close(c.c)
 		c.c = nil
@@ -615,3 +623,86 @@ func (c *Client) ReaderID() uint64 { return uint64(C.shmx_client_reader_id(c.c))
 
 // ServerAlive is Alive, Dead, or Unknown (a shmx 1.0.1 producer).
 func (c *Client) ServerAlive() uint32 { return uint32(C.shmx_client_server_alive(c.c)) }
+
+// WaitFd is the client's wake file descriptor (shmx_client_wait_fd): once
+// armed (ArmFd), it becomes readable when a frame newer than the last one
+// read is published, or when the server goes away.  It belongs to the
+// client: do not close it.  ESYS where there is no wake channel.
+func (c *Client) WaitFd() (int, error) {
+	var fd C.int
+	err := locked(func() error { return check("wait_fd", C.shmx_client_wait_fd(c.c, &fd)) })
+	return int(fd), err
+}
+
+// ArmFd drains and arms the wake fd.  true: a frame newer than the last one
+// read is there now (read it); false: armed, wait until the fd is readable.
+// ECLOSED when the server is gone.
+func (c *Client) ArmFd() (bool, error) {
+	ready := false
+	err := locked(func() error {
+		st := C.shmx_client_arm_fd(c.c)
+		if st == C.SHMX_EAGAIN {
+			return nil
+		}
+		if err := check("arm_fd", st); err != nil {
+			return err
+		}
+		ready = true
+		return nil
+	})
+	return ready, err
+}
+
+// WaitPoller is Wait through Go's network poller on the wake fd: the
+// goroutine parks and holds no OS thread while it waits (Wait blocks one in
+// a futex).  nil when a newer frame is there, ETIMEDOUT after timeout
+// (negative: none), ECLOSED when the server is gone.
+func (c *Client) WaitPoller(timeout time.Duration) error {
+	if c.wake == nil {
+		fd, err := c.WaitFd()
+		if err != nil {
+			return err
+		}
+		dup, err := syscall.Dup(fd)
+		if err != nil {
+			return &Error{Op: "wait_poller", Status: ESYS, Detail: err.Error()}
+		}
+		syscall.CloseOnExec(dup)
+		if err := syscall.SetNonblock(dup, true); err != nil {
+			syscall.Close(dup)
+			return &Error{Op: "wait_poller", Status: ESYS, Detail: err.Error()}
+		}
+		c.wake = os.NewFile(uintptr(dup), "shmx-wake")
+	}
+	var deadline time.Time
+	if timeout >= 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	rc, err := c.wake.SyscallConn()
+	if err != nil {
+		return &Error{Op: "wait_poller", Status: ESYS, Detail: err.Error()}
+	}
+	for {
+		ready, err := c.ArmFd()
+		if err != nil || ready {
+			return err
+		}
+		if err := c.wake.SetReadDeadline(deadline); err != nil {
+			return &Error{Op: "wait_poller", Status: ESYS, Detail: err.Error()}
+		}
+		first := true
+		err = rc.Read(func(uintptr) bool {
+			if first { // park until readable
+				first = false
+				return false
+			}
+			return true
+		})
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return &Error{Op: "wait_poller", Status: ETIMEDOUT, Detail: "no new frame before the timeout"}
+		}
+		if err != nil {
+			return &Error{Op: "wait_poller", Status: ESYS, Detail: err.Error()}
+		}
+	}
+}

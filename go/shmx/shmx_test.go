@@ -362,3 +362,51 @@ func TestServerGone(t *testing.T) {
 		t.Fatal("server should be dead")
 	}
 }
+
+func TestWaitPollerOnTheWakeFd(t *testing.T) {
+	name := uniqueName(t)
+	srv, err := CreateServer(name, demoConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := Open(name, "")
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fd, err := cl.WaitFd()
+	if err != nil || fd < 0 {
+		t.Fatalf("wait fd: %d %v", fd, err)
+	}
+	if ready, err := cl.ArmFd(); ready || err != nil {
+		t.Fatalf("arm with no frame: %v %v", ready, err)
+	}
+	if err := cl.WaitPoller(20 * time.Millisecond); !errors.Is(err, ETIMEDOUT) {
+		t.Fatalf("wait with no frame: %v", err)
+	}
+	for k := uint64(1); k <= 20; k++ {
+		done := make(chan error, 1)
+		go func(k uint64) {
+			time.Sleep(2 * time.Millisecond)
+			done <- srv.PublishStreams(0, StreamData{ID: idSeq, Data: u64(k), ElemCount: 1})
+		}(k)
+		if err := cl.WaitPoller(10 * time.Second); err != nil {
+			t.Fatalf("frame %d: %v", k, err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		fv, err := cl.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := binary.LittleEndian.Uint64(fv.Stream(idSeq).Data); got != k {
+			t.Fatalf("read %d, want %d", got, k)
+		}
+	}
+	srv.Close()
+	if err := cl.WaitPoller(10 * time.Second); !errors.Is(err, ECLOSED) {
+		t.Fatalf("wait after the server closed: %v", err)
+	}
+}

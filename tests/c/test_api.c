@@ -9,6 +9,7 @@
 #include "shmx_test.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <sys/stat.h>
@@ -1632,6 +1633,91 @@ static void test_fork(void)
     close(hold[1]);
     while (wait(NULL) > 0) {
     }
+static int readable(int fd, int ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    return poll(&p, 1, ms) == 1;
+}
+
+/* The event-loop fds (wakefd.c) and history (late joiners). */
+static void test_wait_fd_and_history(void)
+{
+    char name[128];
+    shmx_server_config cfg;
+    base_config(&cfg);
+    cfg.slots = 3;
+    shmx_server *s = NULL;
+    REQUIRE_OK(shmx_server_create(t_name(name, sizeof name, "wakefd"), &cfg, &s));
+    shmx_client *c = NULL;
+    REQUIRE_OK(shmx_client_open(name, NULL, &c));
+    int fd = -1, fd2 = -1;
+    CHECK_ST(shmx_client_wait_fd(c, NULL), SHMX_EINVAL);
+    CHECK_OK(shmx_client_wait_fd(c, &fd));
+    CHECK(fd >= 0);
+    CHECK_OK(shmx_client_wait_fd(c, &fd2));
+    CHECK(fd2 == fd); /* one fd per client */
+    CHECK_ST(shmx_client_arm_fd(c), SHMX_EAGAIN);
+    CHECK(!readable(fd, 0));
+    shmx_frame_info fi;
+    fi.struct_size = sizeof fi;
+    for (uint64_t k = 1; k <= 3; k++) {
+        publish_one(s, 8, (uint8_t)k, k, (double)k);
+        CHECK(readable(fd, 5000));
+        CHECK_OK(shmx_client_arm_fd(c)); /* a frame is there: read now */
+        CHECK_OK(shmx_client_latest(c, &fi));
+        CHECK(fi.frame_id == k);
+        CHECK_ST(shmx_client_arm_fd(c), SHMX_EAGAIN);
+        CHECK(!readable(fd, 0)); /* drained */
+    }
+    /* Armed once, two publishes: one record (coalesced), which arm drains. */
+    publish_one(s, 8, 4, 4, 4.0);
+    publish_one(s, 8, 5, 5, 5.0);
+    CHECK(readable(fd, 5000));
+    CHECK_OK(shmx_client_arm_fd(c)); /* frames newer than the last read: not re-armed */
+    CHECK(!readable(fd, 0));         /* no second record */
+
+    /* Control: the server's fd turns readable when a client sends. */
+    int cfd = -1;
+    CHECK_OK(shmx_server_control_fd(s, &cfd));
+    CHECK_ST(shmx_server_arm_control_fd(s), SHMX_EAGAIN);
+    CHECK_OK(shmx_client_send_control(c, 7, "ping", 4));
+    CHECK(readable(cfd, 5000));
+    CHECK_OK(shmx_server_arm_control_fd(s));
+    shmx_control_msg msg;
+    msg.struct_size = sizeof msg;
+    char buf[16];
+    CHECK_OK(shmx_server_next_control(s, &msg, buf, sizeof buf));
+    CHECK(msg.type == 7 && msg.length == 4 && memcmp(buf, "ping", 4) == 0);
+    CHECK_ST(shmx_server_arm_control_fd(s), SHMX_EAGAIN);
+
+    /* History: frames 3..5 are in the 3 slots; a late joiner reads them all. */
+    shmx_open_options opt;
+    shmx_open_options_init(&opt);
+    opt.history = 1;
+    shmx_client *late = NULL;
+    REQUIRE_OK(shmx_client_open(name, &opt, &late));
+    for (uint64_t k = 3; k <= 5; k++) {
+        CHECK_OK(shmx_client_next(late, &fi));
+        CHECK(fi.frame_id == k && fi.dropped == 0);
+    }
+    CHECK_ST(shmx_client_next(late, &fi), SHMX_EAGAIN);
+    shmx_client_close(late);
+    /* An options struct from before `history` (struct_size too small) ignores it. */
+    opt.struct_size = (uint32_t)offsetof(shmx_open_options, history);
+    REQUIRE_OK(shmx_client_open(name, &opt, &late));
+    CHECK_OK(shmx_client_next(late, &fi));
+    CHECK(fi.frame_id == 5);
+    shmx_client_close(late);
+
+    /* Destroy: the client's fd turns readable and arm says the server is gone. */
+    CHECK_OK(shmx_client_latest(c, &fi));
+    CHECK_ST(shmx_client_arm_fd(c), SHMX_EAGAIN);
+    shmx_server_destroy(s);
+    CHECK(readable(fd, 5000));
+    CHECK_ST(shmx_client_arm_fd(c), SHMX_ECLOSED);
+    shmx_client_close(c);
+    CHECK_ST(shmx_server_control_fd(NULL, &cfd), SHMX_EINVAL);
+    CHECK_ST(shmx_client_arm_fd(NULL), SHMX_EINVAL);
 }
 
 int main(void)
@@ -1655,5 +1741,6 @@ int main(void)
     test_corrupt_and_legacy();
     test_thread_local_error_and_dir();
     test_fork();
+    test_wait_fd_and_history();
     return t_finish("test_api");
 }

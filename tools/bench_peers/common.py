@@ -301,8 +301,12 @@ def run_consumer(rx: Any, cfg: Dict[str, Any]) -> None:
     pin_to(cfg.get("consumer_cpus"))
     scenario, mode = cfg["scenario"], cfg["mode"]
     idx = int(cfg.get("idx", 0))
-    blocking = mode == "block"
+    blocking = mode in ("block", "fd")
     yield_poll = False
+    if mode == "fd" and getattr(rx, "wait_fd", None) is None:
+        emit(ev="unsupported", role="consumer", idx=idx,
+             reason=getattr(rx, "no_fd_reason", "no file descriptor for an event loop"))
+        return
     if blocking and not rx.can_block and scenario in ("scale", "big", "rate") and rx.can_poll:
         blocking, yield_poll = False, scenario == "scale"  # the best this peer has
     if blocking and not rx.can_block:
@@ -314,7 +318,7 @@ def run_consumer(rx: Any, cfg: Dict[str, Any]) -> None:
         emit(ev="unsupported", role="consumer", idx=idx, reason=getattr(rx, "no_poll_reason", "no non-blocking receive"))
         return
     if blocking:
-        wait = rx.wait
+        wait = rx.wait_fd if mode == "fd" else rx.wait
 
         def recv() -> Any:
             return wait(0.05)
@@ -331,7 +335,7 @@ def run_consumer(rx: Any, cfg: Dict[str, Any]) -> None:
             return
         if not blocking:
             time.sleep(0.0002)
-    info = getattr(rx, "block_info", None) if blocking else None
+    info = getattr(rx, "fd_info" if mode == "fd" else "block_info", None) if blocking else None
     emit(ev="ready", role="consumer", idx=idx, pid=os.getpid(), info=info or getattr(rx, "info", {}))
     run_deadline_ns = now_ns() + int(float(cfg.get("run_timeout", 120)) * 1e9)
     big = scenario == "big"

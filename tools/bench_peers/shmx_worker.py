@@ -139,6 +139,26 @@ class Receiver:
                 return f["msg"]["data"]
             self.wait = wait
             self.block_info = {"mode": "wait_frame (futex sleep), newest frame"}
+        if hasattr(c, "fileno"):
+            # The event-loop fd: a selector sleeps on Client.fileno(), the
+            # producer's publish wakes it only when armed (Client.arm()).
+            import selectors
+            sel = selectors.DefaultSelector()
+            sel.register(c.fileno(), selectors.EVENT_READ)
+            select, arm, latest = sel.select, c.arm, c.get_latest_stream
+
+            def wait_fd(timeout):
+                if not arm():
+                    select(timeout)
+                    if not arm():
+                        return None
+                return latest(STREAM, True)
+            self.wait_fd = wait_fd
+            self.fd_info = {"mode": "selectors on Client.fileno(), arm(), get_latest_stream"}
+        else:
+            self.wait_fd = None
+            self.no_fd_reason = "shmx 1.0.1 has no event-loop fd"
+
 
     def release(self):
         return True  # the frame stays pinned until our next read
