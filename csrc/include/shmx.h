@@ -407,20 +407,23 @@ SHMX_API uint64_t shmx_client_reader_id(shmx_client *c);
  * the handle (do not close it); it is closed by close/detach, and changes
  * after shmx_client_reconnect.  Fails with SHMX_ESYS where there is no such
  * channel (not Linux, another network namespace than the server's) and
- * SHMX_ELEGACY on a shmx 1.0.1 region.  Since 1.1. */
+ * SHMX_ELEGACY on a shmx 1.0.1 region.  Since 1.2. */
 
 /* The client's wake fd: readable once armed and a frame newer than the
- * last one read is published, or the server is gone. */
+ * last one read is published, or the server is gone.  Since 1.2. */
 SHMX_API shmx_status shmx_client_wait_fd(shmx_client *c, int *fd);
 /* Drain the fd and arm it.  SHMX_OK: a frame newer than the last one read
  * is there now (read it, do not wait); SHMX_EAGAIN: armed, wait until the
- * fd is readable, then call again; SHMX_ECLOSED: the server is gone. */
+ * fd is readable, then call again; SHMX_ECLOSED: the server is gone.
+ * Since 1.2. */
 SHMX_API shmx_status shmx_client_arm_fd(shmx_client *c);
 /* The server's control fd: readable once armed and a client sends a
- * control message (also, spuriously, when a client connects or leaves). */
+ * control message (also, spuriously, when a client connects or leaves).
+ * Since 1.2. */
 SHMX_API shmx_status shmx_server_control_fd(shmx_server *s, int *fd);
 /* Drain and arm it.  SHMX_OK: a message may be there now (call
- * shmx_server_next_control); SHMX_EAGAIN: armed, wait for the fd. */
+ * shmx_server_next_control); SHMX_EAGAIN: armed, wait for the fd.
+ * Since 1.2. */
 SHMX_API shmx_status shmx_server_arm_control_fd(shmx_server *s);
 
 /* ------------------------------------------------------------- inspector */
