@@ -1633,6 +1633,8 @@ static void test_fork(void)
     close(hold[1]);
     while (wait(NULL) > 0) {
     }
+}
+
 static int readable(int fd, int ms)
 {
     struct pollfd p = {fd, POLLIN, 0};
