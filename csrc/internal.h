@@ -83,6 +83,8 @@ typedef struct shmx_schema {
 } shmx_schema;
 
 shmx_status shmx_schema_read(const shmx_region *r, shmx_schema *out);
+/* Parse a static directory held in plain memory (create_with_static). */
+shmx_status shmx_schema_parse_bytes(const void *bytes, uint32_t len, shmx_schema *out);
 void shmx_schema_free(shmx_schema *s);
 shmx_status shmx_schema_info(const shmx_schema *s, uint32_t index, shmx_stream_info *out);
 /* Copy the used static directory bytes, consistent with one static_gen. */

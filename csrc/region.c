@@ -198,6 +198,15 @@ static shmx_status schema_parse(const uint8_t *cur, const uint8_t *end, shmx_sch
     return SHMX_OK;
 }
 
+shmx_status shmx_schema_parse_bytes(const void *bytes, uint32_t len, shmx_schema *out)
+{
+    memset(out, 0, sizeof *out);
+    const uint8_t *base = bytes;
+    shmx_status st = schema_parse(base, base + len, out);
+    if (st != SHMX_OK) shmx_schema_free(out);
+    return st;
+}
+
 shmx_status shmx_schema_read(const shmx_region *r, shmx_schema *out)
 {
     shmx_global_header *gh = r->gh;

@@ -193,14 +193,24 @@ static shmx_status server_create(const char *name, const shmx_server_config *use
     uint64_t dir_bytes = 0;
     st = check_config(&cfg, &dir_bytes);
     if (st != SHMX_OK) return st;
-    if (raw_bytes) dir_bytes = raw_bytes;
+    /* Framing room per schema stream: with a raw directory, per stream
+     * descriptor in it, so the slot holds what the source's slot held. */
+    uint32_t framed_streams = cfg.stream_count;
+    if (raw_bytes) {
+        shmx_schema parsed;
+        st = shmx_schema_parse_bytes(raw, raw_bytes, &parsed);
+        if (st != SHMX_OK) return shmx_fail(st, "create_with_static: not a static directory: %s", shmx_last_error());
+        framed_streams = parsed.count;
+        shmx_schema_free(&parsed);
+        dir_bytes = raw_bytes;
+    }
 
     uint64_t static_cap = cfg.static_bytes_cap ? cfg.static_bytes_cap : dir_bytes;
     if (dir_bytes > static_cap)
         return shmx_fail(SHMX_ETOOBIG, "the schema needs %llu bytes, static_bytes_cap is %u",
                          (unsigned long long)dir_bytes, cfg.static_bytes_cap);
     static_cap = shmx_align64(static_cap ? static_cap : 64, SHMX_AREA_ALIGN);
-    uint64_t payload_cap = (uint64_t)cfg.frame_bytes_cap + (uint64_t)SHMX_FRAMING_PER_STREAM * cfg.stream_count;
+    uint64_t payload_cap = (uint64_t)cfg.frame_bytes_cap + (uint64_t)SHMX_FRAMING_PER_STREAM * framed_streams;
     payload_cap = shmx_align64(payload_cap, SHMX_TLV_ALIGN);
     uint64_t cpr = shmx_align64(cfg.control_per_reader, SHMX_TLV_ALIGN);
     uint64_t slot_stride = SHMX_FRAME_HEADER_BYTES + shmx_align64(payload_cap, SHMX_AREA_ALIGN);

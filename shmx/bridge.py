@@ -377,9 +377,11 @@ class BridgeIn(_Runner):
 
     The mirror is an ordinary region created with the source's config and
     schema (``slots`` overrides the number of frame slots); local readers
-    use ``Client``.  ``delivery="latest"`` hands frames from a small
-    drop-old queue to a worker thread (a slow mirror never backs up the
-    link); ``"reliable"`` publishes each frame in order as it arrives.
+    use ``Client``.  ``delivery`` should match the bridge out's:
+    ``"latest"`` publishes each frame into the mirror from Zenoh's receiving
+    thread as it arrives; ``"reliable"`` queues up to 64 frames for a worker
+    thread and, when that queue is full, stops reading the link (pressure
+    goes back to the bridge out, nothing is lost).
     """
 
     def __init__(self, key: str, as_name: str, *, delivery: str = "latest",
@@ -412,14 +414,19 @@ class BridgeIn(_Runner):
         cfg = zenoh_config(config, listen=listen, connect=connect, mode=mode,
                            multicast_scouting=multicast_scouting)
         self.session = zenoh.open(cfg)
-        # One worker thread publishes into the mirror, fed by a drop-old ring
-        # (latest) or a bounded FIFO that blocks Zenoh when full (reliable:
-        # back-pressure down the link to the bridge, nothing lost).
-        handler = (zenoh.handlers.RingChannel(4) if self.delivery == "latest"
-                   else zenoh.handlers.FifoChannel(64))
-        self._sub = self.session.declare_subscriber(f"{key}/frames", handler)
-        self._worker = threading.Thread(target=self._drain, name="BridgeIn-mirror", daemon=True)
-        self._worker.start()
+        # latest: frames go into the mirror from Zenoh's own receiving thread
+        # (a mirror publish never blocks; no thread hop, lowest latency).
+        # reliable: a bounded FIFO and a worker thread; when the FIFO is full
+        # Zenoh stops reading, which backs pressure up the link to the
+        # bridge, and nothing is lost on the way.
+        self._worker: Optional[threading.Thread] = None
+        if self.delivery == "latest":
+            self._sub = self.session.declare_subscriber(
+                f"{key}/frames", zenoh.handlers.Callback(self._on_sample, indirect=False))
+        else:
+            self._sub = self.session.declare_subscriber(f"{key}/frames", zenoh.handlers.FifoChannel(64))
+            self._worker = threading.Thread(target=self._drain, name="BridgeIn-mirror", daemon=True)
+            self._worker.start()
         self._alive = self.session.liveliness().declare_subscriber(f"{key}/alive/*", self._on_alive,
                                                                    history=True)
         self._query_schema()
@@ -594,7 +601,8 @@ class BridgeIn(_Runner):
                 self._sub.undeclare()  # ends the worker's recv()
             finally:
                 session.close()
-        self._worker.join(timeout=5)
+        if self._worker is not None:
+            self._worker.join(timeout=5)
         self.stop()
         with self._lock:
             for srv in (self._mirror, self._kept):

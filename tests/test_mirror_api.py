@@ -52,7 +52,7 @@ def test_publish_frame_as_keeps_ids_and_gaps(name: str) -> None:
 
 def test_create_with_static_directory_copies_the_schema_bytes(unique_name) -> None:
     src_name, mirror_name = unique_name("src"), unique_name("mir")
-    with shmx.serve(src_name, SPECS) as src, shmx.connect(src_name) as sc:
+    with shmx.serve(src_name, SPECS, frame_bytes_cap=4096 + 120) as src, shmx.connect(src_name) as sc:
         extra = [shmx.create_stream_spec(3, "late", shmx.DT_U16, 1, 2)]
         # a stream descriptor appended later, then raw bytes of no stream
         with shmx.serve(unique_name("tmp"), extra) as tmp, shmx.connect(tmp.name) as tc:
@@ -61,14 +61,18 @@ def test_create_with_static_directory_copies_the_schema_bytes(unique_name) -> No
         raw = sc.get_static_bytes()
         assert len(raw) == sc.get_header_info()["static_bytes_used"] > len(late)
         mirror = shmx.Server()
-        assert mirror.create(mirror_name, static_directory=raw), mirror.last_error
+        assert mirror.create(mirror_name, frame_bytes_cap=4096 + 120, static_directory=raw), mirror.last_error
         try:
             with shmx.connect(mirror_name) as mc:
                 assert mc.get_static_bytes() == raw
+                # framing room for every stream descriptor in it: the mirror's
+                # slot holds whatever the source's holds
+                assert mc.get_header_info()["slot_payload_cap"] >= sc.get_header_info()["slot_payload_cap"]
                 sc.refresh_static()
                 assert mc.get_streams_info() == sc.get_streams_info()
                 assert [s["name"] for s in mc.get_streams_info()] == ["a", "pos", "late"]
             mirror.publish({"late": struct.pack("<H", 7)})
+            mirror.publish({"a": b"z" * 4096, "pos": b"\0" * 12 * 10})  # frame_bytes_cap of data
         finally:
             mirror.destroy()
         bad = shmx.Server()
