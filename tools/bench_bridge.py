@@ -314,6 +314,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="few frames: a smoke run")
     ap.add_argument("--out", default=None, help="write the JSON here")
     ap.add_argument("--peers", default="bridge,zenoh,zmq", help="comma-separated (default all three)")
+    ap.add_argument("--only", default=None, metavar="WORDS",
+                    help="run the scenarios whose name contains one of these comma-separated words")
     ap.add_argument("--role", choices=("producer", "consumer"), default=None, help=argparse.SUPPRESS)
     for opt, kind in (("--peer", str), ("--size", int), ("--frames", int), ("--rate", float),
                       ("--name", str), ("--port", int), ("--endpoint", str), ("--timeout", float)):
@@ -337,6 +339,9 @@ def main() -> int:
         ("40 B latency", SMALL, 50 if q else 1000, 500.0),
         ("1080p latency", FRAME_1080P, 10 if q else 100, 20.0),
     ]
+    if args.only:
+        words = [w.strip() for w in args.only.split(",") if w.strip()]
+        plan = [row for row in plan if any(w in row[0] for w in words)]
     load_before = os.getloadavg()
     runs: List[Dict[str, Any]] = []
     for label, size, frames, rate in plan:
