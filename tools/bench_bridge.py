@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -75,6 +76,9 @@ def producer(args: argparse.Namespace) -> None:
     buf = bytearray(size)
     for i in range(16, size):
         buf[i] = (i * 7) & 0xFF
+    # SIGTERM from the orchestrator ends the run through `finally` (the
+    # region is destroyed, not left stale)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.peer == "bridge":
         sys.path.insert(0, str(ROOT))
         import shmx
@@ -121,6 +125,14 @@ def producer(args: argparse.Namespace) -> None:
 
         def flow(seq: int) -> None:
             pass
+    try:
+        produce(send, flow, buf, n, rate)
+    finally:
+        if args.peer == "bridge":
+            server.destroy()
+
+
+def produce(send: Any, flow: Any, buf: bytearray, n: int, rate: float) -> None:
     emit({"ready": True})
     while not go_requested():  # warm-up frames until the consumer saw one
         HEAD.pack_into(buf, 0, 0, time.perf_counter_ns())
@@ -141,8 +153,6 @@ def producer(args: argparse.Namespace) -> None:
         send(buf)
     emit({"sent": n, "seconds": time.perf_counter() - start})
     sys.stdin.readline()  # keep the region/socket until the consumer is done
-    if args.peer == "bridge":
-        server.destroy()
 
 
 # ---------------------------------------------------------------- consumers
@@ -284,7 +294,9 @@ def one_run(peer: str, size: int, frames: int, rate: float, timeout: float) -> D
             bport = free_port()
             procs.append(Proc([sys.executable, "-m", "shmx", "bridge", "in", "bench/bridge", "--as",
                                name + "-mirror", "--listen", f"tcp/127.0.0.1:{bport}", "--no-multicast",
-                               "--delivery", delivery, "-q"]))
+                               "--delivery", delivery, "-q",
+                               # room for a consumer the scheduler leaves waiting
+                               "--slots", "8" if size > 65536 else "1024"]))
             procs.append(Proc([sys.executable, "-m", "shmx", "bridge", "out", name, "--key", "bench/bridge",
                                "--connect", f"tcp/127.0.0.1:{bport}", "--no-multicast",
                                "--delivery", delivery, "-q"]))
