@@ -71,6 +71,11 @@ _STREAM = struct.Struct("<III")
 _SCHEMA_HEAD = struct.Struct("<4sBBHQIIIIII")
 _CHECKSUMS = ("auto", "always", "never")
 _frame_structs: Dict[int, struct.Struct] = {}
+_begin = lib.pyshmx_server_begin  # the frame token (> 0) or a status (< 0)
+_append = lib.shmx_server_append
+_publish_as = lib.shmx_server_publish_as
+_copy_static = lib.shmx_client_copy_static
+_from_buffer = ffi.from_buffer
 
 
 def _frame_struct(n: int) -> struct.Struct:
@@ -192,8 +197,7 @@ class BridgeOut(_Runner):
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._schema: Optional[Tuple[bytes, bytes]] = None  # (attachment, payload) for the queryable
-        self.stats: Dict[str, Any] = {"frames": 0, "bytes": 0, "dropped": 0, "schemas": 0,
-                                      "sources": 0}
+        self._frames = self._bytes = self._dropped = self._schemas = self._sources = 0
         cfg = zenoh_config(config, listen=listen, connect=connect, mode=mode,
                            multicast_scouting=multicast_scouting)
         self.session = zenoh.open(cfg)
@@ -235,13 +239,13 @@ class BridgeOut(_Runner):
         with self._lock:
             self._schema = (att, raw)
         self._ctl.put(raw, attachment=att)
-        self.stats["schemas"] += 1
+        self._schemas += 1
 
     def _source_up(self) -> None:
         self._send_schema()
         if self._source_token is None:
             self._source_token = self.session.liveliness().declare_token(f"{self.key}/alive/source")
-        self.stats["sources"] += 1
+        self._sources += 1
         self._log(f"bridge out: source '{self.name}' (session {self._session_id:016x}) -> '{self.key}'")
 
     def _source_down(self) -> None:
@@ -260,13 +264,13 @@ class BridgeOut(_Runner):
         ``dropped``: frames the source ring overwrote before the bridge read
         them, ``schemas``, ``sources``)."""
         end = None if duration is None else time.monotonic() + duration
-        c, stop, stats = self._client, self._stop, self.stats
+        c, stop = self._client, self._stop
         reliable = self.delivery == "reliable"
         handle: Any = None  # the C handle the schema was sent for
         up = False
         limit = frames
         while not stop.is_set() and (end is None or time.monotonic() < end) \
-                and (limit is None or stats["frames"] < limit):
+                and (limit is None or self._frames < limit):
             if not c.is_open():
                 if not c.open(self.name, shm_dir=self.shm_dir) or c.server_alive() is False:
                     c.close()
@@ -293,28 +297,34 @@ class BridgeOut(_Runner):
                 self._source_up()
                 up = True
             self._send_frame(frame)
-        return dict(stats)
+        return self.stats
 
     def _send_frame(self, frame: Dict[str, Any]) -> None:
         c = self._client
+        handle = c._c
         n = self._nbuf
-        lib.shmx_client_copy_static(c._c, ffi.NULL, 0, n)  # only the length
+        _copy_static(handle, ffi.NULL, 0, n)  # only the length: one C call
         if n[0] != self._static_len:
             self._send_schema()  # the source appended to its schema: before this frame
-        md = frame["__metadata__"]
-        streams = [(k, v) for k, v in frame.items() if k != "__metadata__"]
+        ids = self._ids if self._ids_handle is handle else None
+        md: Any = None
         table: List[int] = []
         views = []
         total = 0
-        for name, entry in streams:
-            sid = self._stream_id(name)
-            table += (sid, entry["elem_count"], entry["bytes"])
+        for name, entry in frame.items():
+            if name == "__metadata__":
+                md = entry
+                continue
+            sid = ids.get(name) if ids is not None else None
+            if sid is None:
+                sid = self._stream_id(name)
+                ids = self._ids
+            nbytes = entry["bytes"]
+            table += (sid, entry["elem_count"], nbytes)
             views.append(entry["data"])
-            total += entry["bytes"]
-        if len(views) == 1 and total < 65536:
-            payload: Any = bytes(views[0])
-        elif total < 65536:
-            payload = b"".join(views)
+            total += nbytes
+        if total < 65536:
+            payload: Any = bytes(views[0]) if len(views) == 1 else b"".join(views)
         else:
             # Large frames: one copy out of shared memory into a reused
             # buffer (Zenoh copies it again as it takes it).
@@ -331,10 +341,18 @@ class BridgeOut(_Runner):
                                              md["frame_id"], md["sim_time"], dropped, self._static_len,
                                              *table)
         self._pub.put(payload, attachment=att)
-        stats = self.stats
-        stats["frames"] += 1
-        stats["bytes"] += total
-        stats["dropped"] += dropped
+        self._frames += 1
+        self._bytes += total
+        if dropped:
+            self._dropped += dropped
+
+    @property
+    def stats(self) -> Dict[str, Any]:
+        """``frames``/``bytes`` published, ``dropped`` (frames the source
+        ring overwrote before the bridge read them), ``schemas`` sent,
+        ``sources`` (servers followed)."""
+        return {"frames": self._frames, "bytes": self._bytes, "dropped": self._dropped,
+                "schemas": self._schemas, "sources": self._sources}
 
     def _stream_id(self, name: str) -> int:
         ids = self._ids
@@ -464,7 +482,7 @@ class BridgeIn(_Runner):
 
     def _on_frame(self, head: bytes, payload: Any) -> None:
         mirror = self._mirror
-        n = _HEAD.unpack_from(head)[3]
+        n = head[6] | head[7] << 8
         fields = _frame_struct(n).unpack_from(head)
         session, fid, sim_time, dropped, static_len = fields[4:9]
         if mirror is None or self._source is None or self._source[0] != session \
@@ -476,30 +494,38 @@ class BridgeIn(_Runner):
             self.stats["skipped"] += 1
             return
         data = payload.to_bytes()
-        h = mirror.begin_frame()
-        if h is None:
+        # The C calls straight (the Server methods' checks cost more than
+        # the work for small frames); the handle is ours and alive here.
+        s = mirror._s
+        h = _begin(s)
+        if h < 0:
             self.stats["skipped"] += 1  # every mirror slot pinned by its readers
             return
         if n == 1:
-            ok = mirror.append_stream(h, fields[9], data, fields[10])
+            st = _append(s, h, fields[9], data, len(data), fields[10])
         else:
             mv = memoryview(data)
-            off, ok = 0, True
+            off, st = 0, 0
             for i in range(9, 9 + 3 * n, 3):
                 nbytes = fields[i + 2]
-                ok = ok and mirror.append_stream(h, fields[i], mv[off:off + nbytes], fields[i + 1])
+                if st == 0:
+                    st = _append(s, h, fields[i], _from_buffer(mv[off:off + nbytes]), nbytes, fields[i + 1])
                 off += nbytes
-        if not ok or not mirror.publish_frame_as(h, sim_time, fid):
+        if st == 0:
+            st = _publish_as(s, h, sim_time, fid)
+        if st != 0:
             self.stats["skipped"] += 1
-            self._log(f"bridge in: frame {fid} refused by the mirror: {mirror.last_error}")
+            self._log(f"bridge in: frame {fid} refused by the mirror: "
+                      f"{ffi.string(lib.shmx_last_error()).decode(errors='replace')}")
             return
         stats = self.stats
-        if self._last_id and fid - self._last_id - 1 > dropped:
-            stats["lost"] += fid - self._last_id - 1 - dropped
+        if dropped or fid != self._last_id + 1:
+            if self._last_id and fid - self._last_id - 1 > dropped:
+                stats["lost"] += fid - self._last_id - 1 - dropped
+            stats["source_dropped"] += dropped
         self._last_id = fid
         stats["frames"] += 1
         stats["bytes"] += len(data)
-        stats["source_dropped"] += dropped
 
     def _apply_schema(self, head: bytes, raw: bytes) -> None:
         (_, _, _, delivery_code, session, slots, reader_slots, frame_cap, static_cap, control,

@@ -82,7 +82,7 @@ def producer(args: argparse.Namespace) -> None:
     if args.peer == "bridge":
         sys.path.insert(0, str(ROOT))
         import shmx
-        slots = 4 if size > 65536 else 64
+        slots = 4 if size > 65536 else 1024
         server = shmx.serve(args.name, [shmx.create_stream_spec(1, "data", shmx.DT_U8, 1, 1)],
                             slots=slots, frame_bytes_cap=size)
         publish = server.publish_stream
