@@ -330,11 +330,18 @@ def test_source_and_bridge_kill9_are_seen_and_followed(unique_name: Any, bridges
         request.node.allow_leftovers = True
 
 
-def test_schema_append_reaches_the_mirror(unique_name: Any, bridges: Any) -> None:
+def test_schema_append_reaches_the_mirror(unique_name: Any, bridges: Any, tmp_path: Path) -> None:
     source, mirror, port = unique_name("bsrc"), unique_name("bmir"), free_port()
     key = f"shmxtest/{mirror}"
+    # the far side configured by a Zenoh JSON5 file (comments and all)
+    cfg = tmp_path / "zenoh.json5"
+    cfg.write_text("{\n  // the mirror's side\n  mode: 'peer',\n"
+                   f"  listen: {{ endpoints: ['tcp/127.0.0.1:{port}'] }},\n"
+                   "  scouting: { multicast: { enabled: false } },\n}\n")
     with shmx.serve(source, SPECS[:2], slots=4) as server:
-        bin_, bout = start_pair(bridges, source, mirror, "reliable", port, key)
+        bin_ = bridges("in", key, "--as", mirror, "--config", str(cfg), "--delivery", "reliable")
+        bout = bridges("out", source, "--key", key, "--connect", f"tcp/127.0.0.1:{port}",
+                       "--delivery", "reliable")
         client = shmx.connect(mirror, timeout=30)
         try:
             nxt = warm_up(server, client)
