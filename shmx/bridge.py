@@ -276,7 +276,7 @@ class BridgeOut(_Runner):
                     c.close()
                     stop.wait(0.05)
                     continue
-            frame = c.wait_next(0.05) if reliable else c.wait_frame(0.05)
+            frame = self._next_frame(reliable)
             if c._c is not handle:  # first connection, or the client followed a new server
                 if up:
                     self._source_down()
@@ -298,6 +298,27 @@ class BridgeOut(_Runner):
                 up = True
             self._send_frame(frame)
         return self.stats
+
+    # After a frame, look again for this long before sleeping on the futex:
+    # in a fast stream the next frame is there by then, and the producer
+    # need not wake the bridge (a system call and a context switch) once
+    # per frame; a slow stream costs at most this much polling per frame.
+    SPIN_S = 50e-6
+
+    def _next_frame(self, reliable: bool) -> Optional[Dict[str, Any]]:
+        c = self._client
+        last = c.frame_id
+        read = c.read_next if reliable else c.get_latest_frame
+        frame = read()
+        if frame is None or (not reliable and frame["__metadata__"]["frame_id"] <= last):
+            frame = None
+            end = time.perf_counter() + self.SPIN_S
+            while time.perf_counter() < end:
+                f = read()
+                if f is not None and (reliable or f["__metadata__"]["frame_id"] > last):
+                    return f
+            frame = c.wait_next(0.05) if reliable else c.wait_frame(0.05)
+        return frame
 
     def _send_frame(self, frame: Dict[str, Any]) -> None:
         c = self._client

@@ -9,7 +9,9 @@ off), each with its producer and consumer in separate processes:
 
 * ``bridge``: a producer publishes into a local region; ``shmx bridge out``
   and ``shmx bridge in`` (two more processes, two Zenoh sessions) carry it
-  into a mirror region; the consumer reads the mirror with ``Client``;
+  into a mirror region; the consumer reads the mirror with ``Client``
+  (looking again for 50 us after each frame before it sleeps in
+  ``wait_next``/``wait_frame``, as the bridge does);
 * ``zenoh``: a Zenoh publisher ``put``s the bytes, a subscriber receives them
   (``payload.to_bytes()``): what the bridge is built on;
 * ``zmq``: pyzmq PUB/SUB over tcp loopback.
@@ -180,10 +182,22 @@ def consumer(args: argparse.Namespace) -> None:
         sys.path.insert(0, str(ROOT))
         import shmx
         client = shmx.connect(args.name, timeout=60)
-        read = client.wait_next if not args.rate else client.wait_frame
+        reliable = not args.rate
+        poll = client.read_next if reliable else client.get_latest_frame
+        block = client.wait_next if reliable else client.wait_frame
 
         def wait(timeout: float) -> bool:
-            f = read(timeout)
+            # like the bridge itself: look again for 50 us, then sleep
+            last = client.frame_id
+            end = time.perf_counter() + 50e-6
+            f = None
+            while time.perf_counter() < end:
+                f = poll()
+                if f is not None and (reliable or f["__metadata__"]["frame_id"] > last):
+                    break
+                f = None
+            if f is None:
+                f = block(timeout)
             if f is not None:
                 take(f["data"]["data"])
             return f is not None
