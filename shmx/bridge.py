@@ -41,10 +41,9 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import zenoh
 

@@ -9,7 +9,6 @@ checked byte for byte against patterns derived from their sequence number.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import struct
@@ -17,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import pytest
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import struct
 
-import pytest
-
 import shmx
 
 SHM_DIR = os.environ.get("SHMX_DIR") or "/dev/shm"

@@ -161,7 +161,7 @@ def produce(send: Any, flow: Any, buf: bytearray, n: int, rate: float) -> None:
 def consumer(args: argparse.Namespace) -> None:
     n, size = args.frames, args.size
     records: List[tuple] = []  # (seq, publish ns, receive ns, bytes) of measured frames
-    state = {"warm": False, "done": False, "error": None}
+    state: Dict[str, Any] = {"warm": False, "done": False, "error": None}
 
     def take(data: Any) -> None:
         now_ns = time.perf_counter_ns()
@@ -210,7 +210,7 @@ def consumer(args: argparse.Namespace) -> None:
         def on_sample(sample: Any) -> None:  # measured in Zenoh's callback itself
             take(sample.payload.to_bytes())
             arrived.set()
-        sub = session.declare_subscriber("bench/raw", on_sample)  # noqa: F841  (kept alive)
+        state["sub"] = session.declare_subscriber("bench/raw", on_sample)  # kept alive
 
         def wait(timeout: float) -> bool:
             ok = arrived.wait(timeout)
