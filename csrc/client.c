@@ -676,6 +676,14 @@ shmx_status shmx_client_refresh_static(shmx_client *c)
     return shmx_schema_read(&c->r, &c->schema);
 }
 
+shmx_status shmx_client_copy_static(shmx_client *c, void *buf, uint32_t cap, uint32_t *bytes)
+{
+    shmx_status st = check_client(c, "copy_static");
+    if (st != SHMX_OK) return st;
+    if (!bytes) return shmx_fail(SHMX_EINVAL, "copy_static: bytes is NULL");
+    return shmx_static_copy(&c->r, buf, cap, bytes);
+}
+
 shmx_status shmx_client_header_info(shmx_client *c, shmx_header_info *out)
 {
     if (!c || !out) return shmx_fail(SHMX_EINVAL, "header_info: NULL argument");

@@ -91,6 +91,8 @@ shmx_status shmx_schema_read(const shmx_region *r, shmx_schema *out);
 shmx_status shmx_schema_parse(const uint8_t *bytes, uint32_t used, shmx_schema *out);
 void shmx_schema_free(shmx_schema *s);
 shmx_status shmx_schema_info(const shmx_schema *s, uint32_t index, shmx_stream_info *out);
+/* Copy the used static directory bytes, consistent with one static_gen. */
+shmx_status shmx_static_copy(const shmx_region *r, void *buf, uint32_t cap, uint32_t *bytes);
 const shmx_schema_entry *shmx_schema_find(const shmx_schema *s, uint32_t stream_id);
 
 /* Decoded frame: stream views into one slot. */

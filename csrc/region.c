@@ -244,6 +244,27 @@ shmx_status shmx_schema_read(const shmx_region *r, shmx_schema *out)
     return shmx_fail(SHMX_EAGAIN, "'%s': the static directory kept changing", r->path);
 }
 
+shmx_status shmx_static_copy(const shmx_region *r, void *buf, uint32_t cap, uint32_t *bytes)
+{
+    shmx_global_header *gh = r->gh;
+    for (int attempt = 0; attempt < 64; attempt++) {
+        /* As in shmx_schema_read: equal static_gen around the copy means
+         * no write_static_append ran meanwhile (acquire pairs with its
+         * release increment; the fence keeps the copy before the re-load). */
+        uint32_t g1 = shmx_load_acquire32(&gh->static_gen);
+        uint32_t used = shmx_load_acquire32(&gh->static_bytes_used);
+        if (used > r->static_cap) used = r->static_cap;
+        *bytes = used;
+        if (used > cap || (used && !buf))
+            return shmx_fail(SHMX_ETOOBIG, "copy_static: the static directory of '%s' is %u bytes, the buffer %u",
+                             r->name, used, cap);
+        if (used) memcpy(buf, r->map.base + r->static_offset, used);
+        shmx_fence_acquire();
+        if (shmx_load_relaxed32(&gh->static_gen) == g1) return SHMX_OK;
+    }
+    return shmx_fail(SHMX_EAGAIN, "copy_static: the static directory of '%s' kept changing", r->name);
+}
+
 shmx_status shmx_schema_info(const shmx_schema *s, uint32_t index, shmx_stream_info *out)
 {
     if (!out) return shmx_fail(SHMX_EINVAL, "stream info: out is NULL");

@@ -137,8 +137,36 @@ static void write_static_dir(uint8_t *dst, const shmx_server_config *cfg)
     }
 }
 
-shmx_status shmx_server_create(const char *name, const shmx_server_config *user_cfg,
-                               shmx_server **out)
+/* Both creates: `raw`/`raw_bytes` (with no cfg->streams) is the static
+ * directory to start with, byte for byte, instead of one built from
+ * cfg->streams. */
+static shmx_status server_create(const char *name, const shmx_server_config *user_cfg,
+                                 const void *raw, uint32_t raw_bytes, shmx_server **out);
+
+shmx_status shmx_server_create(const char *name, const shmx_server_config *cfg, shmx_server **out)
+{
+    return server_create(name, cfg, NULL, 0, out);
+}
+
+shmx_status shmx_server_create_with_static(const char *name, const shmx_server_config *cfg,
+                                           const void *static_bytes, uint32_t bytes, shmx_server **out)
+{
+    if (bytes && !static_bytes) {
+        shmx_clear_error();
+        if (out) *out = NULL;
+        return shmx_fail(SHMX_EINVAL, "create_with_static: static_bytes is NULL");
+    }
+    if (bytes && cfg && cfg->struct_size >= offsetof(shmx_server_config, stream_count) + sizeof(uint32_t) &&
+        cfg->stream_count) {
+        shmx_clear_error();
+        if (out) *out = NULL;
+        return shmx_fail(SHMX_EINVAL, "create_with_static: give streams or a static directory, not both");
+    }
+    return server_create(name, cfg, static_bytes, bytes, out);
+}
+
+static shmx_status server_create(const char *name, const shmx_server_config *user_cfg,
+                                 const void *raw, uint32_t raw_bytes, shmx_server **out)
 {
     shmx_clear_error();
     if (!out) return shmx_fail(SHMX_EINVAL, "shmx_server_create: out is NULL");
@@ -159,13 +187,25 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
     uint64_t dir_bytes = 0;
     st = check_config(&cfg, &dir_bytes);
     if (st != SHMX_OK) return st;
+    /* Framing room per schema stream: with a raw directory, per stream
+     * descriptor in it, so the slot holds what the source's slot held. */
+    uint32_t framed_streams = cfg.stream_count;
+    if (raw_bytes) {
+        shmx_schema parsed;
+        memset(&parsed, 0, sizeof parsed);
+        st = shmx_schema_parse(raw, raw_bytes, &parsed);
+        if (st != SHMX_OK) return shmx_fail_wrap(st, "create_with_static: not a static directory: %s", shmx_last_error());
+        framed_streams = parsed.count;
+        shmx_schema_free(&parsed);
+        dir_bytes = raw_bytes;
+    }
 
     uint64_t static_cap = cfg.static_bytes_cap ? cfg.static_bytes_cap : dir_bytes;
     if (dir_bytes > static_cap)
         return shmx_fail(SHMX_ETOOBIG, "the schema needs %llu bytes, static_bytes_cap is %u",
                          (unsigned long long)dir_bytes, cfg.static_bytes_cap);
     static_cap = shmx_align64(static_cap ? static_cap : 64, SHMX_AREA_ALIGN);
-    uint64_t payload_cap = (uint64_t)cfg.frame_bytes_cap + (uint64_t)SHMX_FRAMING_PER_STREAM * cfg.stream_count;
+    uint64_t payload_cap = (uint64_t)cfg.frame_bytes_cap + (uint64_t)SHMX_FRAMING_PER_STREAM * framed_streams;
     payload_cap = shmx_align64(payload_cap, SHMX_TLV_ALIGN);
     uint64_t cpr = shmx_align64(cfg.control_per_reader, SHMX_TLV_ALIGN);
     uint64_t slot_stride = SHMX_FRAME_HEADER_BYTES + shmx_align64(payload_cap, SHMX_AREA_ALIGN);
@@ -239,7 +279,12 @@ shmx_status shmx_server_create(const char *name, const shmx_server_config *user_
     ext->owner_heartbeat = shmx_plat_now_ns();
     ext->checksum_policy = cfg.checksum;
     ext->user_frame_cap = cfg.frame_bytes_cap;
-    if (cfg.stream_count) {
+    if (raw_bytes) {
+        memcpy(base + static_off, raw, raw_bytes);
+        gh->static_bytes_used = raw_bytes;
+        gh->static_hash = shmx_fnv1a64(base + static_off, raw_bytes);
+        gh->static_gen = 1;
+    } else if (cfg.stream_count) {
         write_static_dir(base + static_off, &cfg);
         gh->static_bytes_used = (uint32_t)dir_bytes;
         gh->static_hash = shmx_fnv1a64(base + static_off, (size_t)dir_bytes);
@@ -302,7 +347,7 @@ static uint32_t next_futex_word(shmx_server *s)
     return shmx_exchange32(&s->r.ext->frame_futex, s->futex_word);
 }
 
-static void server_close(shmx_server *s, int unmap)
+static void server_close(shmx_server *s, int unmap, int unlink_name)
 {
     /* In a child of fork() the region, its name and its lock are the
      * parent's: only our own memory is let go. */
@@ -319,7 +364,7 @@ static void server_close(shmx_server *s, int unmap)
         s->wake = NULL;
         /* Unlink only if the name still refers to our file (we hold its
          * lock, so nobody else can have renamed over it meanwhile). */
-        if (shmx_plat_same_file(s->r.path, &s->r.map)) shmx_plat_unlink(s->r.path);
+        if (unlink_name && shmx_plat_same_file(s->r.path, &s->r.map)) shmx_plat_unlink(s->r.path);
         shmx_plat_unlock(s->r.map.fd, SHMX_LOCK_SERVER);
     }
     if (unmap) {
@@ -331,13 +376,18 @@ static void server_close(shmx_server *s, int unmap)
 
 void shmx_server_close(shmx_server *s)
 {
-    if (s) server_close(s, 0);
+    if (s) server_close(s, 0, 1);
+}
+
+void shmx_server_close_keep_name(shmx_server *s)
+{
+    if (s) server_close(s, 0, 0);
 }
 
 void shmx_server_free(shmx_server *s)
 {
     if (!s) return;
-    server_close(s, 1);
+    server_close(s, 1, 1);
     free_private(s);
     free(s);
 }
@@ -691,6 +741,23 @@ shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
         if (now - s->last_reap_ns > 500000000ull) reap_dead(s);
     }
     return SHMX_OK;
+}
+
+/* The mirror's publish: frame_id becomes the next id, so frame_seq (and
+ * every id-based choice: warm slots, read_next's gap count) sees ids with
+ * gaps, which they handle as frames already gone. */
+shmx_status shmx_server_publish_as(shmx_server *s, uint64_t frame, double sim_time, uint64_t frame_id)
+{
+    shmx_status st = check_frame(s, frame, "publish_as");
+    if (st != SHMX_OK) return st;
+    if (frame_id <= s->frame_seq)
+        return shmx_fail(SHMX_EINVAL, "publish_as: frame id %llu is not after the last published frame %llu of '%s'",
+                         (unsigned long long)frame_id, (unsigned long long)s->frame_seq, s->r.name);
+    const uint64_t last = s->frame_seq;
+    s->frame_seq = frame_id - 1u;
+    st = shmx_server_publish(s, frame, sim_time);
+    if (st != SHMX_OK) s->frame_seq = last;
+    return st;
 }
 
 shmx_status shmx_server_write_static(shmx_server *s, const void *data, uint32_t bytes)

@@ -30,6 +30,8 @@ _GIL_CDEF = """
 shmx_status pyshmx_client_wait(shmx_client *c, int64_t timeout_ns);
 shmx_status pyshmx_server_wait_control(shmx_server *s, int64_t timeout_ns);
 shmx_status pyshmx_server_create(const char *name, const shmx_server_config *cfg, shmx_server **out);
+shmx_status pyshmx_server_create_with_static(const char *name, const shmx_server_config *cfg,
+                                            const void *static_bytes, uint32_t bytes, shmx_server **out);
 shmx_status pyshmx_client_open(const char *name, const shmx_open_options *opt, shmx_client **out);
 int64_t pyshmx_server_begin(shmx_server *s);
 int64_t pyshmx_client_latest_layout(shmx_client *c, shmx_frame_info *fi, int new_only);

@@ -97,7 +97,10 @@ void shmx_open_options_init(shmx_open_options *opt);
 
 shmx_status shmx_server_create(const char *name, const shmx_server_config *cfg, shmx_server **out);
 void shmx_server_destroy(shmx_server *s);
+shmx_status shmx_server_create_with_static(const char *name, const shmx_server_config *cfg,
+                                           const void *static_bytes, uint32_t bytes, shmx_server **out);
 void shmx_server_close(shmx_server *s);
+void shmx_server_close_keep_name(shmx_server *s);
 void shmx_server_free(shmx_server *s);
 shmx_status shmx_server_begin_frame(shmx_server *s, uint64_t *frame);
 shmx_status shmx_server_append(shmx_server *s, uint64_t frame, uint32_t stream_id,
@@ -105,6 +108,7 @@ shmx_status shmx_server_append(shmx_server *s, uint64_t frame, uint32_t stream_i
 shmx_status shmx_server_loan(shmx_server *s, uint64_t frame, uint32_t stream_id,
                              uint32_t elem_count, void **data);
 shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time);
+shmx_status shmx_server_publish_as(shmx_server *s, uint64_t frame, double sim_time, uint64_t frame_id);
 shmx_status shmx_server_publish_stream(shmx_server *s, uint32_t stream_id, const void *data,
                                       uint64_t bytes, double sim_time);
 shmx_status shmx_server_write_static(shmx_server *s, const void *data, uint32_t bytes);
@@ -130,6 +134,7 @@ shmx_status shmx_client_frame_stream(shmx_client *c, uint32_t index, shmx_stream
 void shmx_client_release(shmx_client *c);
 shmx_status shmx_client_send_control(shmx_client *c, uint32_t type, const void *data, uint32_t bytes);
 shmx_status shmx_client_refresh_static(shmx_client *c);
+shmx_status shmx_client_copy_static(shmx_client *c, void *buf, uint32_t cap, uint32_t *bytes);
 shmx_status shmx_client_header_info(shmx_client *c, shmx_header_info *out);
 uint32_t shmx_client_stream_count(shmx_client *c);
 shmx_status shmx_client_stream_info(shmx_client *c, uint32_t index, shmx_stream_info *out);

@@ -39,6 +39,16 @@ static shmx_status pyshmx_server_create(const char *name, const shmx_server_conf
     return st;
 }
 
+static shmx_status pyshmx_server_create_with_static(const char *name, const shmx_server_config *cfg,
+                                                    const void *static_bytes, uint32_t bytes,
+                                                    shmx_server **out)
+{
+    PyThreadState *ts = PyEval_SaveThread();
+    shmx_status st = shmx_server_create_with_static(name, cfg, static_bytes, bytes, out);
+    PyEval_RestoreThread(ts);
+    return st;
+}
+
 static shmx_status pyshmx_client_open(const char *name, const shmx_open_options *opt,
                                       shmx_client **out)
 {

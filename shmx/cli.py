@@ -10,6 +10,8 @@ replay live regions.
     shmx snapshot NAME -o F.png   the latest frame of a stream as PNG/.npy
     shmx record NAME -o FILE      every frame to a file (docs/record-format.md)
     shmx play FILE --as NAME      publish a recording again
+    shmx bridge out NAME --key K  publish a region on Zenoh (optional extra 'bridge')
+    shmx bridge in K --as NAME    mirror a region published on Zenoh
 
 Exit codes: 0 success, 1 runtime failure (no such region, not a shmx
 region, permission denied...), 2 usage error.  Errors are one line on
@@ -193,6 +195,9 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_lazy("_record", "cmd_play"))
+
+    from ._bridge_cli import register as register_bridge  # imports no zenoh
+    register_bridge(add, _positive_float)
     return parsers
 
 

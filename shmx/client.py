@@ -579,6 +579,22 @@ class Client:
         ``components``, ``layout``, ``bytes_per_elem`` and ``extra`` when set."""
         return [dict(s) for s in self._streams]
 
+    def get_static_bytes(self) -> Optional[bytes]:
+        """The static directory's raw bytes as they are now (the schema's
+        TLVs and whatever ``write_static_append`` added), never mixed with
+        an append in progress; None when not open (``last_error``)."""
+        n = ffi.new("uint32_t *")
+        st = lib.shmx_client_copy_static(self._c or _NULL, ffi.NULL, 0, n)
+        while st == lib.SHMX_ETOOBIG:
+            buf = ffi.new("char[]", max(n[0], 1))
+            st = lib.shmx_client_copy_static(self._c, buf, len(buf), n)
+            if st == 0:
+                return ffi.buffer(buf, n[0])[:]
+        if st != 0:
+            self._fail(st)
+            return None
+        return b""
+
     def refresh_static(self) -> bool:
         """Re-read the static directory (after the server appended to it)."""
         owner = self._owner  # noqa: F841  (see get_latest_frame)

@@ -67,7 +67,7 @@ class Server:
                control_per_reader: int = 4096,
                streams: Iterable[Mapping[str, Any]] = [],  # noqa: B006 - only read; 1.0.1's default
                *, mode: int = 0o600, checksum: str = "auto",
-               shm_dir: Optional[str] = None) -> bool:
+               shm_dir: Optional[str] = None, static_directory: Any = None) -> bool:
         """Create the region ``name`` and become its producer.
 
         ``frame_bytes_cap`` is the user data one frame may hold (framing is
@@ -75,6 +75,10 @@ class Server:
         only).  ``checksum`` is when the shmx 1.0.1 checksum is written:
         ``"auto"`` (while a legacy reader is attached), ``"always"``,
         ``"never"``.  ``shm_dir`` overrides ``$SHMX_DIR``/``/dev/shm``.
+        ``static_directory`` (any buffer, with no ``streams``): the static
+        directory's raw bytes to start with, as ``Client.get_static_bytes()``
+        returns them, instead of one built from ``streams``; a mirror copies
+        its source's schema byte for byte this way.
         Returns False (reason in ``last_error``) when the name is taken by a
         live server, the config is invalid, there is no room, or this Server
         already holds a region (``destroy()`` it first to re-create).
@@ -93,7 +97,16 @@ class Server:
             self._last_status = lib.SHMX_EINVAL
             return False
         out = ffi.new("shmx_server **")
-        st = lib.pyshmx_server_create(raw_name, cfg, out)  # releases the GIL
+        if static_directory is None:
+            st = lib.pyshmx_server_create(raw_name, cfg, out)  # releases the GIL
+        else:
+            try:
+                raw = _from_buffer(static_directory)
+            except TypeError as exc:
+                self.last_error = f"create: static_directory must be a buffer (bytes...): {exc}"
+                self._last_status = lib.SHMX_EINVAL
+                return False
+            st = lib.pyshmx_server_create_with_static(raw_name, cfg, raw, len(raw), out)
         del keep
         if st != 0:
             msg = status_message(st)
@@ -197,15 +210,22 @@ class Server:
             cfg.dir = d
         return cfg, keep
 
-    def destroy(self) -> None:
+    def destroy(self, unlink: bool = True) -> None:
         """Mark the region closed, remove its name, release it.  Readers keep
-        a valid mapping and learn the server is gone.  Safe to call twice."""
+        a valid mapping and learn the server is gone.  Safe to call twice.
+        With ``unlink=False`` the name stays: listings (``shmx ls``) show the
+        region with a dead owner until a new ``create()`` of the name
+        reclaims it or ``shmx rm`` removes it (a bridge mirror whose source
+        went away)."""
         s = self._s
         if s is None:
             return
         self._revoke_loans()
         wake_all(self._async_waiters)
-        lib.shmx_server_close(s)
+        if unlink:
+            lib.shmx_server_close(s)
+        else:
+            lib.shmx_server_close_keep_name(s)
         self.__dict__.pop("publish_stream", None)
         self._destroyed = True
         self._s = None
@@ -314,6 +334,24 @@ class Server:
             self._set_error(st, "publish_frame")
             self._explain_handle(st, "publish_frame", frame_handle)
             return False
+        return True
+
+    def publish_frame_as(self, frame_handle: Any, sim_time: float, frame_id: int) -> bool:
+        """``publish_frame()`` with the frame id given instead of the next
+        one: a mirror repeats another region's ids, so its readers see the
+        same ids and ``read_next()`` reports the same gaps.  False (the
+        frame stays open) unless ``frame_id`` is greater than the last
+        published id."""
+        try:
+            st = lib.shmx_server_publish_as(self._s or _NULL, frame_handle, sim_time, frame_id)
+        except (TypeError, OverflowError) as exc:
+            self.last_error = f"publish_frame_as: {self._arg_error(exc, frame_handle, b'')}"
+            return False
+        if st != 0:
+            self._set_error(st)
+            return False
+        if self._loans:
+            self._revoke_loans()
         return True
 
     def publish(self, streams: Mapping[StreamKey, Any], sim_time: float = 0.0) -> None:
