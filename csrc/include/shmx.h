@@ -305,7 +305,7 @@ SHMX_API shmx_status shmx_server_create(const char *name, const shmx_server_conf
  * `bytes` raw bytes (TLVs as shmx_server_write_static appends them; stream
  * descriptors among them make the schema) instead of one built from
  * cfg->streams, which must be empty: a mirror copies its source's
- * directory byte for byte, and no reader ever sees it without.  Since 1.1. */
+ * directory byte for byte, and no reader ever sees it without.  Since 1.2. */
 SHMX_API shmx_status shmx_server_create_with_static(const char *name, const shmx_server_config *cfg,
                                                     const void *static_bytes, uint32_t bytes,
                                                     shmx_server **out);
@@ -318,7 +318,7 @@ SHMX_API void shmx_server_close(shmx_server *s);
  * server gone (closed, owner dead), and listings keep showing the region
  * with a dead owner until a new create reclaims the name or shmx_unlink
  * removes it.  For a mirror whose source went away (shmx bridge).  Free
- * the handle with shmx_server_free().  Since 1.1. */
+ * the handle with shmx_server_free().  Since 1.2. */
 SHMX_API void shmx_server_close_keep_name(shmx_server *s);
 SHMX_API void shmx_server_free(shmx_server *s);
 
@@ -338,7 +338,7 @@ SHMX_API shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double 
  * a mirror repeats another region's ids, so its readers see the same ids
  * and read_next reports the same gaps (frame_id - last - 1 dropped).
  * SHMX_EINVAL unless frame_id is greater than the last published id (the
- * handle stays open then).  Since 1.1. */
+ * handle stays open then).  Since 1.2. */
 SHMX_API shmx_status shmx_server_publish_as(shmx_server *s, uint64_t frame, double sim_time,
                                             uint64_t frame_id);
 /* A whole frame holding one stream, in one call: begin, append, publish.
@@ -403,7 +403,7 @@ SHMX_API shmx_status shmx_client_refresh_static(shmx_client *c);
 /* Copy the static directory's bytes as they are now (never mixed with a
  * concurrent write_static_append) into buf; *bytes gets their length.
  * SHMX_ETOOBIG (with *bytes set) when cap is too small; buf may be NULL
- * with cap 0 to ask for the length.  Since 1.1. */
+ * with cap 0 to ask for the length.  Since 1.2. */
 SHMX_API shmx_status shmx_client_copy_static(shmx_client *c, void *buf, uint32_t cap, uint32_t *bytes);
 SHMX_API shmx_status shmx_client_header_info(shmx_client *c, shmx_header_info *out);
 SHMX_API uint32_t shmx_client_stream_count(shmx_client *c);
