@@ -17,6 +17,7 @@ import json
 import os
 import struct
 import sys
+import sysconfig
 import time
 
 import shmx
@@ -35,7 +36,9 @@ def where() -> dict:
     for path in (shmx.__file__, ext):
         if not os.path.realpath(path).startswith(os.path.realpath(sys.prefix) + os.sep):
             sys.exit(f"shmx imported from {path}, outside this venv ({sys.prefix})")
-    return {"shmx": shmx.__file__, "extension": os.path.basename(ext), "python": sys.version.split()[0]}
+    python_h = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+    return {"shmx": shmx.__file__, "extension": os.path.basename(ext), "python": sys.version.split()[0],
+            "python_h": python_h}
 
 
 def emit(**kw: object) -> None:

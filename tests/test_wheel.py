@@ -8,7 +8,9 @@ there by real processes.
   nothing newer than glibc 2.17, with every C library symbol versioned;
 * in a venv made by ``python -m venv`` (no system site packages), with
   ``CC=false``, ``CXX=false`` and a PATH holding only the venv's bin and
-  ``false``: pip installs the wheel (cffi comes from PyPI as a binary), a
+  ``false``, and (as root, where unshare(1) works) in a mount namespace where
+  /usr/include and the interpreter's include directory are empty: pip
+  installs the wheel (cffi comes from PyPI as a binary), a
   server process publishes frames, a client process reads every byte back
   and acknowledges each frame over the control ring, an Inspector process
   and ``shmx ls`` see the live region, and nothing is left behind;
@@ -29,6 +31,7 @@ import io
 import json
 import os
 import re
+import selectors
 import shutil
 import subprocess
 import sys
@@ -67,6 +70,7 @@ class Venv(NamedTuple):
     bindir: Path
     env: Dict[str, str]
     version: str
+    wrap: List[str]  # command prefix that hides the C and Python headers ([] when it cannot)
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +105,25 @@ def _no_compiler_env(home: Path, venv_bin: Path) -> Dict[str, str]:
     return env
 
 
+def _header_hider(base_python: str) -> List[str]:
+    """As root with unshare(1): a command prefix that runs the command in a
+    private mount namespace where empty tmpfs mounts cover /usr/include,
+    /usr/local/include and the include directory of ``base_python``'s
+    installation (Python.h).  [] where that cannot be done (not root, no
+    unshare); CC=false and the bare PATH still hold there."""
+    unshare, mount, sh = shutil.which("unshare"), shutil.which("mount"), shutil.which("sh")
+    if os.geteuid() != 0 or not (unshare and mount and sh):
+        return []
+    include = subprocess.run([base_python, "-c", "import sysconfig; print(sysconfig.get_config_var('INCLUDEPY'))"],
+                             capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout.strip()
+    dirs = [d for d in ("/usr/include", "/usr/local/include", str(Path(include).parent)) if os.path.isdir(d)]
+    script = f'IFS=:; for d in $0; do {mount} -t tmpfs -o size=1m,mode=755 tmpfs "$d" || exit 97; done; exec "$@"'
+    prefix = [unshare, "--mount", sh, "-c", script, ":".join(dirs)]
+    probe = subprocess.run(prefix + [base_python, "-c", f"import os, sys; sys.exit(os.path.exists({include + '/Python.h'!r}))"],
+                           capture_output=True, timeout=TIMEOUT)
+    return prefix if probe.returncode == 0 else []
+
+
 def _make_venv(base_python: str, root: Path, wheel: Path) -> Venv:
     """``python -m venv`` (no system site packages), then pip installs the
     wheel there with no compiler reachable; binaries only."""
@@ -112,10 +135,10 @@ def _make_venv(base_python: str, root: Path, wheel: Path) -> Venv:
     bindir = venv_dir / "bin"
     env = _no_compiler_env(root, bindir)
     python = bindir / "python"
-    r = subprocess.run([str(python), "-m", "pip", "install", "--only-binary=:all:", str(wheel)],
-                       capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=root)
+    made = Venv(python, bindir, env, version, _header_hider(base_python))
+    r = _run(made, [str(python), "-m", "pip", "install", "--only-binary=:all:", str(wheel)], root)
     assert r.returncode == 0, f"pip install of the wheel into a Python {version} venv failed:\n{r.stdout}\n{r.stderr}"
-    return Venv(python, bindir, env, version)
+    return made
 
 
 @pytest.fixture(scope="session")
@@ -147,11 +170,25 @@ def _other_cpython() -> Optional[str]:
 
 
 def _run(venv: Venv, args: List[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, env=venv.env, cwd=cwd)
+    return subprocess.run(venv.wrap + args, capture_output=True, text=True, timeout=TIMEOUT, env=venv.env, cwd=cwd)
 
 
 def _json_lines(text: str) -> List[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _line(proc: subprocess.Popen) -> dict:
+    """The next JSON line ``proc`` prints, waiting at most TIMEOUT; on EOF or
+    timeout, fails with what the process wrote on stderr."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        line = proc.stdout.readline() if sel.select(TIMEOUT) else ""
+    if not line:
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate(timeout=TIMEOUT)
+        pytest.fail(f"no line from {proc.args[-3:-1]} (exit {proc.returncode}): {err}")
+    return json.loads(line)
 
 
 def _smoke(server_venv: Venv, client_venv: Venv, name: str, work: Path) -> None:
@@ -160,13 +197,14 @@ def _smoke(server_venv: Venv, client_venv: Venv, name: str, work: Path) -> None:
     work.mkdir(exist_ok=True)
     script = work / SMOKE.name  # run from outside the checkout: shmx must come from the venv
     shutil.copyfile(SMOKE, script)
-    server = subprocess.Popen([str(server_venv.python), str(script), "server", name, str(FRAMES)],
+    server = subprocess.Popen(server_venv.wrap + [str(server_venv.python), str(script), "server", name, str(FRAMES)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=server_venv.env, cwd=work)
     try:
-        ready = json.loads(server.stdout.readline() or "{}")
-        assert ready.get("ready"), f"server did not start: {server.stderr.read() if server.poll() is not None else ready}"
+        ready = _line(server)
+        assert ready.get("ready"), f"server did not start: {ready}"
         assert ready["extension"] == "_shmx.abi3.so" and ready["python"].startswith(server_venv.version + ".")
+        assert ready["python_h"] is not bool(server_venv.wrap), "Python.h reachable though hidden, or the reverse"
 
         client = _run(client_venv, [str(client_venv.python), str(script), "client", name, str(FRAMES)], work)
         assert client.returncode == 0, f"client failed: {client.stderr}"
@@ -174,7 +212,8 @@ def _smoke(server_venv: Venv, client_venv: Venv, name: str, work: Path) -> None:
         expected_bytes = sum(1000 + seq * 997 + 8 for seq in range(1, FRAMES + 1))
         assert got["frames"] == FRAMES and got["bytes_checked"] == expected_bytes
         assert got["extension"] == "_shmx.abi3.so" and got["python"].startswith(client_venv.version + ".")
-        assert json.loads(server.stdout.readline()) == {"role": "server", "published": FRAMES}
+        assert got["python_h"] is not bool(client_venv.wrap)
+        assert _line(server) == {"role": "server", "published": FRAMES}
 
         ins = _run(client_venv, [str(client_venv.python), str(script), "inspect", name], work)
         assert ins.returncode == 0, f"inspector failed: {ins.stderr}"
@@ -202,10 +241,13 @@ def test_sdist_holds_what_the_build_reads(dist: Dist) -> None:
     with tarfile.open(dist.sdist) as tar:
         top = dist.sdist.name[:-len(".tar.gz")]
         names = {m.name[len(top) + 1:] for m in tar.getmembers() if m.isfile()}
-    needed = {str(p.relative_to(ROOT)) for pattern in ("csrc/*.c", "csrc/*.h", "csrc/include/*.h", "shmx/*.py")
-              for p in ROOT.glob(pattern)}
-    needed |= {"pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "shmx/_cdef.h", "shmx/_gil.h",
-               "shmx/py.typed", "csrc/Makefile", "csrc/libshmx.map"}
+    # Whatever the checkout holds of these (the C sources grow; _cdef.h may
+    # become generated): the extension's build reads them, the sdist needs them.
+    needed = {str(p.relative_to(ROOT)) for pattern in ("csrc/**/*.c", "csrc/**/*.h", "shmx/**/*.py", "shmx/**/*.h")
+              for p in ROOT.glob(pattern) if "__pycache__" not in p.parts}
+    needed |= {f for f in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "shmx/py.typed",
+                           "csrc/Makefile", "csrc/libshmx.map") if (ROOT / f).exists()}
+    assert {"shmx/_build_ffi.py", "csrc/include/shmx.h"} <= needed
     assert needed - names == set(), f"missing from {dist.sdist.name}"
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))], "build products in the sdist"
 

@@ -128,8 +128,8 @@ def check_wheel(wheel: Path, plat: str) -> None:
                 if versym is None or versym.get_symbol(i)["ndx"] in ("VER_NDX_LOCAL", "VER_NDX_GLOBAL"):
                     unversioned.append(sym.name)
     if unversioned:
-        raise BuildError(f"{wheel.name}: unversioned C library symbols {unversioned} "
-                         "(a library missing from the link, e.g. -lrt for glibc < 2.34)")
+        raise BuildError(f"{wheel.name}: unversioned C library symbols {unversioned}: no library the "
+                         "extension links defines them, so they would bind to whatever a process offers")
 
 
 def build(outdir: Path, isolation: bool = True, keep: bool = False) -> List[Path]:
