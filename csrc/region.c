@@ -283,10 +283,12 @@ const shmx_schema_entry *shmx_schema_find(const shmx_schema *s, uint32_t stream_
 
 /* ---------------------------------------------------------- frame decoding */
 
-shmx_status shmx_decode_payload(const shmx_region *r, uint64_t payload_off, uint32_t bytes,
-                                shmx_decoded *out, uint64_t *next_layout_id)
+/* The TLV walk of a payload at base + payload_off (a region, or a copy of
+ * a payload); offsets in the views are from base. */
+static shmx_status decode_tlvs(const uint8_t *base, uint64_t payload_off, uint32_t bytes, shmx_decoded *out,
+                               uint64_t *next_layout_id)
 {
-    const uint8_t *p = r->map.base + payload_off;
+    const uint8_t *p = base + payload_off;
     uint32_t off = 0, n = 0;
     int same = (out->payload_bytes == bytes);
     while (bytes - off >= sizeof(shmx_tlv_head)) {
@@ -324,7 +326,7 @@ shmx_status shmx_decode_payload(const shmx_region *r, uint64_t payload_off, uint
             v->elem_count = fs.elem_count;
             v->bytes = fs.bytes_payload;
             v->offset = data_off;
-            v->data = r->map.base + data_off;
+            v->data = base + data_off;
             n++;
         }
         uint64_t step = shmx_align64((uint64_t)sizeof tlv + tlv.length, SHMX_TLV_ALIGN);
@@ -336,6 +338,29 @@ shmx_status shmx_decode_payload(const shmx_region *r, uint64_t payload_off, uint
     out->payload_bytes = bytes;
     if (!same || out->layout_id == 0) out->layout_id = ++*next_layout_id;
     return SHMX_OK;
+}
+
+shmx_status shmx_decode_payload(const shmx_region *r, uint64_t payload_off, uint32_t bytes,
+                                shmx_decoded *out, uint64_t *next_layout_id)
+{
+    return decode_tlvs(r->map.base, payload_off, bytes, out, next_layout_id);
+}
+
+shmx_status shmx_frame_streams(const void *payload, uint32_t bytes, shmx_stream_view *out, uint32_t cap,
+                               uint32_t *count)
+{
+    if (!count || (bytes && !payload) || (cap && !out))
+        return shmx_fail(SHMX_EINVAL, "frame_streams: NULL argument");
+    shmx_decoded d;
+    memset(&d, 0, sizeof d);
+    uint64_t layout = 0;
+    shmx_status st = decode_tlvs((const uint8_t *)payload, 0, bytes, &d, &layout);
+    if (st == SHMX_OK) {
+        for (uint32_t i = 0; i < d.count && i < cap; i++) SHMX_COPY_OUT(&out[i], &d.v[i]);
+        *count = d.count;
+    }
+    free(d.v);
+    return st;
 }
 
 /* ------------------------------------------------------------ info, readers */

@@ -670,6 +670,66 @@ shmx_status shmx_server_publish_stream(shmx_server *s, uint32_t stream_id, const
     return st;
 }
 
+shmx_status shmx_server_publish_streams(shmx_server *s, const shmx_stream_data *streams, uint32_t count,
+                                       double sim_time)
+{
+    shmx_status st = check_open(s, "publish");
+    if (st != SHMX_OK) return st;
+    if (count && !streams) return shmx_fail(SHMX_EINVAL, "publish: streams is NULL");
+    /* Refuse bad input before a slot is claimed: claiming one gives up the
+     * oldest published frame.  `appended` marks ids seen in this call with
+     * a generation no frame uses (the next one's). */
+    const uint32_t mark = s->gen + 1u ? s->gen + 1u : 1u;
+    uint64_t need = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const shmx_stream_data *d = &streams[i];
+        const shmx_schema_entry *e = shmx_schema_find(&s->schema, d->stream_id);
+        if (!e)
+            return shmx_fail(SHMX_ESTREAM, "publish: stream %u (id %u) is not in the schema of '%s'", i,
+                             d->stream_id, s->r.name);
+        uint32_t idx = (uint32_t)(e - s->schema.e);
+        if (s->appended[idx] == mark) {
+            for (uint32_t j = 0; j < s->schema.count; j++)
+                if (s->appended[j] == mark) s->appended[j] = 0;
+            return shmx_fail(SHMX_EDUP, "publish: stream '%s' (id %u) is given twice", e->name, d->stream_id);
+        }
+        s->appended[idx] = mark;
+        uint32_t bpe = e->info.bytes_per_elem;
+        st = SHMX_OK;
+        if (!d->data && d->bytes)
+            st = shmx_fail(SHMX_EINVAL, "publish: stream '%s' (id %u): data is NULL", e->name, d->stream_id);
+        else if (bpe == 0 || d->bytes % bpe)
+            st = shmx_fail(SHMX_ESIZE, "publish: stream '%s' (id %u): %llu bytes is not a whole number of %u-byte "
+                           "elements", e->name, d->stream_id, (unsigned long long)d->bytes, bpe);
+        else if (d->bytes > s->r.user_frame_cap || d->bytes / bpe > UINT32_MAX)
+            st = shmx_fail(SHMX_ETOOBIG, "publish: stream '%s' (id %u) is %llu bytes, frame_bytes_cap is %u",
+                           e->name, d->stream_id, (unsigned long long)d->bytes, s->r.user_frame_cap);
+        need += shmx_align64(sizeof(shmx_tlv_head) + sizeof(shmx_frame_stream_head) + d->bytes, SHMX_TLV_ALIGN);
+        if (st == SHMX_OK && need > s->r.slot_payload_cap)
+            st = shmx_fail(SHMX_ETOOBIG, "publish: with stream '%s' (id %u) the frame would hold %llu bytes with "
+                           "its framing, the slot holds %u", e->name, d->stream_id, (unsigned long long)need,
+                           s->r.slot_payload_cap);
+        if (st != SHMX_OK) {
+            for (uint32_t j = 0; j < s->schema.count; j++)
+                if (s->appended[j] == mark) s->appended[j] = 0;
+            return st;
+        }
+    }
+    uint64_t frame;
+    st = shmx_server_begin_frame(s, &frame); /* gen is now `mark`: the marks read as "in this frame" */
+    if (st != SHMX_OK) return st;
+    for (uint32_t j = 0; j < s->schema.count; j++)
+        if (s->appended[j] == mark) s->appended[j] = 0;
+    for (uint32_t i = 0; i < count && st == SHMX_OK; i++) {
+        const shmx_stream_data *d = &streams[i];
+        const shmx_schema_entry *e = shmx_schema_find(&s->schema, d->stream_id);
+        st = shmx_server_append(s, frame, d->stream_id, d->data, d->bytes,
+                                (uint32_t)(d->bytes / e->info.bytes_per_elem));
+    }
+    if (st == SHMX_OK) st = shmx_server_publish(s, frame, sim_time);
+    return st;
+}
+
 static int legacy_readers_attached(shmx_server *s)
 {
     uint32_t rc = shmx_load_relaxed32(&s->r.gh->readers_connected);

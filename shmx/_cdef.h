@@ -88,6 +88,10 @@ typedef struct shmx_stream_view {
     uint64_t offset; const void *data;
 } shmx_stream_view;
 
+typedef struct shmx_stream_data {
+    uint32_t stream_id; uint32_t reserved; const void *data; uint64_t bytes;
+} shmx_stream_data;
+
 typedef struct shmx_control_msg {
     uint32_t struct_size; uint32_t type; uint32_t length; uint32_t reader_index; uint64_t reader_id;
 } shmx_control_msg;
@@ -111,6 +115,8 @@ shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
 shmx_status shmx_server_publish_as(shmx_server *s, uint64_t frame, double sim_time, uint64_t frame_id);
 shmx_status shmx_server_publish_stream(shmx_server *s, uint32_t stream_id, const void *data,
                                       uint64_t bytes, double sim_time);
+shmx_status shmx_server_publish_streams(shmx_server *s, const shmx_stream_data *streams, uint32_t count,
+                                       double sim_time);
 shmx_status shmx_server_write_static(shmx_server *s, const void *data, uint32_t bytes);
 shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void *buf, uint32_t buf_cap);
 shmx_status shmx_server_wait_control(shmx_server *s, int64_t timeout_ns);
@@ -157,4 +163,6 @@ shmx_status shmx_inspector_stream_info(shmx_inspector *in, uint32_t index, shmx_
 shmx_status shmx_inspector_readers(shmx_inspector *in, shmx_reader_info *out, uint32_t cap, uint32_t *count);
 shmx_status shmx_inspector_copy_latest(shmx_inspector *in, shmx_frame_info *info, void *buf, uint32_t buf_cap);
 
+shmx_status shmx_frame_streams(const void *payload, uint32_t bytes, shmx_stream_view *out, uint32_t cap,
+                               uint32_t *count);
 shmx_status shmx_unlink(const char *name, const char *dir, int force);

@@ -94,19 +94,18 @@ class Inspector:
         frame: Dict[str, Any] = {"__metadata__": {"frame_id": fi.frame_id, "sim_time": fi.sim_time,
                                                   "payload_bytes": fi.payload_bytes,
                                                   "tlv_count": fi.tlv_count}}
-        off = 0
-        while off + 8 <= len(payload):
-            tlv_type = int.from_bytes(payload[off:off + 4], "little")
-            length = int.from_bytes(payload[off + 4:off + 8], "little")
-            if off + 8 + length > len(payload):
-                break
-            if tlv_type == lib.SHMX_TLV_FRAME_STREAM and length >= 16:
-                sid = int.from_bytes(payload[off + 8:off + 12], "little")
-                count = int.from_bytes(payload[off + 12:off + 16], "little")
-                nbytes = min(int.from_bytes(payload[off + 16:off + 20], "little"), length - 16)
-                frame[names.get(sid, f"stream_{sid}")] = {
-                    "data": payload[off + 24:off + 24 + nbytes], "elem_count": count, "bytes": nbytes}
-            off += (8 + length + 15) & ~15
+        # The payload's streams, decoded (and bounds-checked) by C.
+        count = ffi.new("uint32_t *")
+        st = lib.shmx_frame_streams(buf, fi.payload_bytes, ffi.NULL, 0, count)
+        views = ffi.new("shmx_stream_view[]", max(count[0], 1))
+        if st == 0:
+            st = lib.shmx_frame_streams(buf, fi.payload_bytes, views, len(views), count)
+        if st != 0:
+            self.last_error = status_message(st)
+            return None
+        for v in views[0:min(count[0], len(views))]:
+            frame[names.get(v.stream_id, f"stream_{v.stream_id}")] = {
+                "data": payload[v.offset:v.offset + v.bytes], "elem_count": v.elem_count, "bytes": v.bytes}
         return frame
 
     def __enter__(self) -> "Inspector":

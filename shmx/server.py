@@ -4,8 +4,6 @@ from __future__ import annotations
 import asyncio
 import collections.abc as _abc
 import operator
-import os
-import struct
 import time
 import warnings
 import weakref
@@ -26,7 +24,6 @@ _from_buffer = ffi.from_buffer
 # after destroy() pass NULL instead, so the C library reports the refusal
 # (False/None plus last_error) rather than Python raising TypeError.
 _NULL = ffi.NULL
-_TLV_HEAD = 24  # a stream's framing in a frame: TLV head 8 + stream head 16
 
 StreamKey = Union[int, str]
 
@@ -56,7 +53,7 @@ class Server:
         self._bpe: Dict[int, int] = {}
         self._loans: List[memoryview] = []
         self._loaned_arrays: List[Any] = []
-        self._slot_cap = self._user_cap = 0
+        self._stream_data: Any = None  # publish()'s shmx_stream_data array, reused
         self._name = ""
         self.last_error: str = ""
         self._async_waiters: set = set()
@@ -121,10 +118,7 @@ class Server:
         self._owner = ffi.gc(ffi.cast("char *", lib.shmx_server_base(s)),
                              lambda _p, s=s: lib.shmx_server_free(s))
         self._mv = memoryview(ffi.buffer(self._owner, size))
-        # GlobalHeader.frame_bytes_cap (@72): what a slot holds, framing included.
-        self._slot_cap = struct.unpack_from("<I", self._mv, 72)[0]
         self._name = raw_name.decode("utf-8", "replace").lstrip("/")
-        self._user_cap = self.get_header_info()["frame_bytes_cap"]
         self._load_schema()
         self._msgbuf = ffi.new("char[]", max(self.get_header_info()["control_per_reader"], 16))
         if type(self).publish_stream is Server.publish_stream:  # not overridden
@@ -371,47 +365,31 @@ class Server:
                     self._revoke_loans()
                 self._raise_if(self._publish_stream_any(key, data, sim_time, self._s, "publish"), "publish")
                 return
-        # Everything is checked before begin_frame(): claiming a slot gives
-        # up the oldest frame, so a refusal must come first.
-        items = []
-        seen = set()
-        need = 0
-        for key, data in streams.items():
+        # One C call checks every stream, then claims a slot and publishes:
+        # a refusal never costs a published frame.
+        n = len(streams)
+        arr = self._stream_data
+        if arr is None or len(arr) < n:
+            arr = self._stream_data = ffi.new("shmx_stream_data[]", max(n, 4))
+        keep = []
+        for i, (key, data) in enumerate(streams.items()):
             sid = key if key.__class__ is int else self._stream_id(key, "publish")
-            bpe = self._bpe.get(sid)
-            if bpe is None:
-                raise error_for(lib.SHMX_ESTREAM, f"publish: stream id {sid} is not in the schema")
-            if sid in seen:
-                raise error_for(lib.SHMX_EDUP, f"publish: stream {key!r} (id {sid}) is given twice")
-            seen.add(sid)
-            try:  # bytes go to C as they are; other buffers without a copy
-                buf = data if data.__class__ is bytes else _from_buffer(data)
-            except (TypeError, ValueError, BufferError) as exc:
+            try:  # any buffer, without a copy
+                buf = _from_buffer(data)
+                d = arr[i]
+                d.stream_id = sid
+                d.data = buf
+                d.bytes = len(buf)
+            except (TypeError, ValueError, BufferError, OverflowError) as exc:
                 raise error_for(lib.SHMX_EINVAL, f"publish: stream {key!r}: "
                                                  f"{self._arg_error(exc, 0, data)}") from None
-            nbytes = len(buf)
-            if nbytes % bpe:
-                raise error_for(lib.SHMX_ESIZE, f"publish: stream {key!r}: {nbytes} bytes is not a "
-                                                f"whole number of {bpe}-byte elements")
-            if nbytes > self._user_cap:
-                raise error_for(lib.SHMX_ETOOBIG, f"publish: stream {key!r} is {nbytes} bytes, "
-                                                  f"frame_bytes_cap is {self._user_cap}")
-            need += (_TLV_HEAD + nbytes + 15) & ~15
-            items.append((sid, buf, nbytes, nbytes // bpe))
-        if need > self._slot_cap:
-            raise error_for(lib.SHMX_ETOOBIG, f"publish: the frame would hold {need} bytes with its "
-                                              f"framing, the slot holds {self._slot_cap}")
-        frame = self.begin_frame()
-        if frame is None:
-            self.last_error = self.last_error.replace("begin_frame:", "publish:", 1)
-            raise error_for(self._last_status, self.last_error)
-        s = self._s
-        for sid, buf, nbytes, elems in items:
-            st = _append(s, frame, sid, buf, nbytes, elems)
-            if st != 0:
-                self._set_error(st, "publish")
-                raise error_for(self._last_status, self.last_error)
-        if not self.publish_frame(frame, sim_time):
+            keep.append(buf)
+        if self._loans:
+            self._revoke_loans()
+        st = lib.shmx_server_publish_streams(self._s, arr, n, sim_time)
+        del keep
+        if st != 0:
+            self._set_error(st, "publish")
             raise error_for(self._last_status, self.last_error)
 
     def publish_stream(self, stream: StreamKey, data: Any, sim_time: float = 0.0) -> None:

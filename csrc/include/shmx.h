@@ -346,6 +346,22 @@ SHMX_API shmx_status shmx_server_publish_as(shmx_server *s, uint64_t frame, doub
  * evenly).  Like begin_frame, it abandons a frame left open.  Since 1.1. */
 SHMX_API shmx_status shmx_server_publish_stream(shmx_server *s, uint32_t stream_id, const void *data,
                                                 uint64_t bytes, double sim_time);
+/* One stream of a frame for shmx_server_publish_streams. */
+typedef struct shmx_stream_data {
+    uint32_t stream_id;
+    uint32_t reserved;           /* 0 */
+    const void *data;
+    uint64_t bytes;              /* elem_count follows: bytes / bytes_per_elem */
+} shmx_stream_data;
+
+/* A whole frame of `count` streams in one call.  Everything is checked
+ * first (ids in the schema, no id twice, whole elements, the frame fits
+ * the slot with its framing); only then is a slot claimed, so a refused
+ * frame costs no published frame.  The status names the stream at fault
+ * by its index in `streams` and its id.  Like begin_frame, it abandons a
+ * frame left open.  Since 1.2. */
+SHMX_API shmx_status shmx_server_publish_streams(shmx_server *s, const shmx_stream_data *streams,
+                                                 uint32_t count, double sim_time);
 /* Append raw bytes to the static directory (shmx 1.0.1 semantics). */
 SHMX_API shmx_status shmx_server_write_static(shmx_server *s, const void *data, uint32_t bytes);
 /* Take the next control message from any reader (round robin).  Copies the
@@ -468,6 +484,13 @@ SHMX_API shmx_status shmx_inspector_readers(shmx_inspector *in, shmx_reader_info
 /* Copy the latest frame's payload (TLVs) into buf, seqlock-checked. */
 SHMX_API shmx_status shmx_inspector_copy_latest(shmx_inspector *in, shmx_frame_info *info,
                                                 void *buf, uint32_t buf_cap);
+
+/* The streams of a frame payload copied out with
+ * shmx_inspector_copy_latest: fills up to `cap` views (offset and data
+ * point into `payload`) and sets *count to the number of streams.  Every
+ * length is checked against `bytes`.  Since 1.2. */
+SHMX_API shmx_status shmx_frame_streams(const void *payload, uint32_t bytes, shmx_stream_view *out,
+                                        uint32_t cap, uint32_t *count);
 
 /* Remove a region by name when its owner is dead (force: even when alive). */
 SHMX_API shmx_status shmx_unlink(const char *name, const char *dir, int force);
