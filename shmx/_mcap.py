@@ -293,11 +293,14 @@ class McapRecorder:
         return f"{stem}_{index:03d}{ext or '.mcap'}"
 
     def _open_part(self, now_ns: int) -> None:
-        from mcap.writer import Writer
+        from mcap.writer import IndexType, Writer
         name = self.part_name(len(self.files))
         self._f = open(name, "wb")
         self.files.append(name)
-        self._writer = Writer(self._f, chunk_size=self.chunk_size, compression=self.compression)
+        # No attachment index: we write no attachments, and an empty index
+        # group would leave a summary offset pointing at nothing.
+        self._writer = Writer(self._f, chunk_size=self.chunk_size, compression=self.compression,
+                              index_types=IndexType.CHUNK | IndexType.MESSAGE | IndexType.METADATA)
         self._writer.start(profile=PROFILE, library=f"shmx {_shmx_version()}")
         self._channels.clear()
         self._schemas.clear()
@@ -656,8 +659,8 @@ def iter_records(path: str, warn: Optional[List[str]] = None) -> Iterator[Any]:
                     inner = [rec]
             except StopIteration:
                 return
-            except McapError:
-                raise
+            except McapError as exc:  # from _decompress: say which file
+                raise McapError(f"'{path}' is a damaged MCAP file: {exc}") from None
             except (_LibError, EOFError, struct.error, UnicodeDecodeError, ValueError, KeyError,
                     OverflowError, MemoryError, Exception) as exc:
                 if bounded.pos >= size and type(exc).__name__ in ("EndOfFile", "error", "EOFError"):
@@ -1000,23 +1003,36 @@ def cmd_play(args: argparse.Namespace) -> int:
             s.destroy()
 
 
+def _server_static(server: Server) -> Tuple[int, int]:
+    info = ffi.new("shmx_header_info *")
+    info.struct_size = ffi.sizeof("shmx_header_info")
+    if lib.shmx_server_header_info(server._s, info) != 0:
+        return 0, 0
+    return int(info.static_hash), int(info.static_bytes_used)
+
+
 def _create(name: str, r: Dict[str, Any], args: argparse.Namespace, shm_dir: str) -> Server:
+    """The region as recorded: config, streams, and the static directory
+    byte for byte (checked by its hash)."""
     server = Server()
     raw = r.get("static")
     ok = server.create(name, slots=args.slots or max(r["slots"], 1),
                        reader_slots=min(max(r["reader_slots"], 1), lib.SHMX_MAX_READER_SLOTS),
                        static_bytes_cap=max(r["static_bytes_cap"], len(raw or b"")),
                        frame_bytes_cap=max(r["frame_bytes_cap"], 1),
-                       control_per_reader=r["control_per_reader"],
-                       streams=() if raw else r["streams"], shm_dir=shm_dir)
+                       control_per_reader=r["control_per_reader"], streams=r["streams"], shm_dir=shm_dir)
     if not ok:
         raise CliError(server.last_error, code_for_status(server._last_status))
     if raw:
-        # The static directory exactly as recorded (stream TLVs and any
-        # appended bytes): the rebuilt region's static_hash matches.
-        if not server.write_static_append(raw):
-            server.destroy()
-            raise CliError(f"cannot rebuild the static directory of '{name}': {server.last_error}")
+        # The streams' TLVs are there from the start (a reader attaching now
+        # sees the whole schema); what the producer appended after them with
+        # write_static_append() follows, so the directory is the recorded one.
+        _hash, used = _server_static(server)
+        if raw[:used] and fnv1a64(raw[:used]) == _hash and len(raw) > used:
+            server.write_static_append(raw[used:])
+        if _server_static(server)[0] != fnv1a64(raw):
+            print(f"shmx play: the static directory of '{name}' differs from the recorded one "
+                  f"(streams are the same)", file=sys.stderr)
     return server
 
 
@@ -1033,6 +1049,7 @@ def _play(plan: Plan, servers: List[Server], names: List[str], args: argparse.Na
             for s in servers:
                 _wait_for_readers(s, args.wait_readers, deadline)
         pass_start = time.monotonic()
+        first_read: set = set()
         while True:
             first_t: Optional[int] = None
             last_t, count = 0, 0
@@ -1049,10 +1066,13 @@ def _play(plan: Plan, servers: List[Server], names: List[str], args: argparse.Na
                 _publish(server, RecordedFrame(fr.frame_id, fr.sim_time, fr.t_ns, 0, fr.streams))
                 published += 1
                 count += 1
-                if count == 1 and passes == 0 and args.wait_readers > 0:
-                    for s in servers:
-                        _wait_first_read(s, deadline)
-                    pass_start = time.monotonic()
+                if passes == 0 and args.wait_readers > 0 and fr.region not in first_read:
+                    # Each region's first frame: let its readers take it
+                    # before the next one exists (see _record._wait_first_read).
+                    first_read.add(fr.region)
+                    _wait_first_read(server, deadline)
+                    if count == 1:
+                        pass_start = time.monotonic()
                 elapsed = max(time.monotonic() - start, 1e-9)
                 progress.update(f"playing {args.file} as {','.join(names)}: {published} frames, "
                                 f"pass {passes + 1}, {published / elapsed:.1f} fps")
