@@ -219,7 +219,7 @@ def test_record_mcap_holds_every_frame_schema_and_channel(shm_dir: str, tmp_path
                                                           unique_name: Callable[[str], str]) -> None:
     name, n = unique_name("mcap"), 30
     out = tmp_path / "run.mcap"
-    rec = record([name], out, shm_dir, n)
+    rec = record([name], out, shm_dir, n, "--compression", "zstd")
     producer = start_producer(name, shm_dir, n)
     s = finish(rec)
     assert producer.wait(timeout=TIMEOUT) == 0
