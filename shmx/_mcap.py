@@ -57,6 +57,7 @@ FORMAT_VERSION = "1"
 COMPRESSIONS = ("zstd", "lz4", "none")
 MAX_CHUNK_BYTES = 1 << 30        # a chunk that claims more is refused
 SMALL_VALUES = 1024              # 8/16-bit streams up to this many values also get plottable `values`
+FLUSH_NS = 1_000_000_000         # a chunk is closed at least this often
 PROFILE = ""                     # not a ROS profile: our channels are protobuf
 
 _ITEMSIZE = {lib.SHMX_DT_BOOL: 1, lib.SHMX_DT_I8: 1, lib.SHMX_DT_U8: 1, lib.SHMX_DT_I16: 2,
@@ -285,6 +286,7 @@ class McapRecorder:
         self._channels: Dict[Tuple[str, str], Tuple[int, str, Any]] = {}
         self._schemas: Dict[str, int] = {}
         self._seq: Dict[str, int] = {}
+        self._last_flush = 0
 
     def part_name(self, index: int) -> str:
         if not self.split:
@@ -306,6 +308,7 @@ class McapRecorder:
         self._schemas.clear()
         self._seq = {r.name: 0 for r in self.regions}
         self._part_bytes, self._part_start = 0, now_ns
+        self._last_flush = now_ns
         self._part_frames = {r.name: (r.frames, r.dropped) for r in self.regions}
         self._writer.add_metadata("shmx.recording", {
             "format": FORMAT, "version": FORMAT_VERSION, "part": str(len(self.files) - 1),
@@ -411,6 +414,12 @@ class McapRecorder:
         r.dropped += dropped
         self.bytes += size
         self._part_bytes += size
+        if log_ns - self._last_flush >= FLUSH_NS and hasattr(w, "flush"):
+            # Close the chunk at least once a second: a recorder that is
+            # killed loses at most that much (a chunk lives in memory until
+            # written), and a reader following the file sees it.
+            w.flush()
+            self._last_flush = log_ns
 
     def finish(self, stopped_by: str, duration_ns: int) -> None:
         if self._writer is None:  # nothing came: still leave a valid (empty) file
@@ -632,7 +641,6 @@ def iter_records(path: str, warn: Optional[List[str]] = None) -> Iterator[Any]:
     order.  A file cut short ends the iteration (with a note in ``warn``); a
     damaged one raises McapError."""
     require_mcap()
-    from mcap.exceptions import McapError as _LibError
     from mcap.records import Channel, Chunk, Message, Metadata, Schema
     from mcap.stream_reader import StreamReader, breakup_chunk
     try:
@@ -659,18 +667,21 @@ def iter_records(path: str, warn: Optional[List[str]] = None) -> Iterator[Any]:
                     inner = [rec]
             except StopIteration:
                 return
-            except McapError as exc:  # from _decompress: say which file
-                raise McapError(f"'{path}' is a damaged MCAP file: {exc}") from None
-            except (_LibError, EOFError, struct.error, UnicodeDecodeError, ValueError, KeyError,
-                    OverflowError, MemoryError, Exception) as exc:
-                if bounded.pos >= size and type(exc).__name__ in ("EndOfFile", "error", "EOFError"):
+            except Exception as exc:  # hostile input can make the reader raise anything
+                cut = bounded.pos >= size
+                name = type(exc).__name__
+                if cut and (isinstance(exc, McapError) or name in ("EndOfFile", "error", "EOFError")):
+                    # The last record (often a chunk) runs past the end: a
+                    # recorder that was killed.  What came before is good.
                     if warn is not None:
                         warn.append(f"'{path}' ends in the middle of a record (recording cut short)")
                     return
-                detail = str(exc) or type(exc).__name__
-                if type(exc).__name__ == "InvalidMagic":
+                if isinstance(exc, McapError):  # from _decompress: say which file
+                    raise McapError(f"'{path}' is a damaged MCAP file: {exc}") from None
+                detail = str(exc) or name
+                if name == "InvalidMagic":
                     raise McapError(f"'{path}' is not an MCAP file (bad magic)") from None
-                if type(exc).__name__ == "RecordLengthLimitExceeded":
+                if name == "RecordLengthLimitExceeded":
                     detail = f"a record claims more bytes than the {size}-byte file holds"
                 raise McapError(f"'{path}' is a damaged MCAP file: {detail}") from None
             for r in inner:

@@ -57,12 +57,17 @@ def frame(i):
             "depth.width": struct.pack("<I", DW), "depth.height": struct.pack("<I", DH),
             "pos": struct.pack(f"<{3 * (i % 3 + 1)}f", *[i + k * 0.25 for k in range(3 * (i % 3 + 1))]),
             "flags": struct.pack("<2h", -i, i), "blob": bytes((i + k) & 255 for k in range(5 * (i % 4)))}
-if frames == 0:  # live: publish until killed (60 s at most)
+if frames == 0:  # live: publish until terminated (60 s at most), then remove the region
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     end, i = time.monotonic() + 60, 0
-    while time.monotonic() < end:
-        i += 1
-        s.publish(frame(i), sim_time=i * 0.01)
-        time.sleep(interval)
+    try:
+        while time.monotonic() < end:
+            i += 1
+            s.publish(frame(i), sim_time=i * 0.01)
+            time.sleep(interval)
+    finally:
+        s.destroy()
     sys.exit(0)
 end = time.monotonic() + 30
 while s.get_header_info()["readers_connected"] < 1 and time.monotonic() < end:
@@ -701,6 +706,7 @@ def test_foxglove_live_view_sends_decodable_images(shm_dir: str, unique_name: Ca
         producer.terminate()
         fox.communicate(timeout=TIMEOUT)
         producer.wait(timeout=TIMEOUT)
+    assert os.listdir(shm_dir) == []
     ch = got["channel"]
     assert (ch["encoding"], ch["schemaName"], ch["schemaEncoding"]) == ("protobuf", "foxglove.RawImage", "protobuf")
     import base64
@@ -712,3 +718,28 @@ def test_foxglove_live_view_sends_decodable_images(shm_dir: str, unique_name: Ca
     start = data[0]  # the producer's pattern: byte k of frame i is (7 i + k) mod 256
     assert data == bytes((start + k) & 255 for k in range(W * H * 3))
     assert fox.returncode in (0, -15)
+
+
+def test_a_killed_recorder_leaves_a_playable_file(shm_dir: str, tmp_path: Path,
+                                                  unique_name: Callable[[str], str]) -> None:
+    name = unique_name("killed")
+    out = tmp_path / "killed.mcap"
+    producer = start_producer(name, shm_dir, 0, interval=0.01)
+    try:
+        rec = subprocess.Popen([*CLI, "record", name, "-o", str(out), "--dir", shm_dir, "-q"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Chunks are closed at least once a second: wait for the first one.
+        end = time.monotonic() + 30
+        while (not out.exists() or out.stat().st_size < 20000) and time.monotonic() < end:
+            time.sleep(0.05)
+        rec.kill()
+        rec.communicate(timeout=TIMEOUT)
+    finally:
+        producer.terminate()
+        producer.wait(timeout=TIMEOUT)
+    r = run("play", str(out), "--as", unique_name("again"), "--dir", shm_dir, "--rate", "0", "--linger", "0",
+            "--json")
+    assert r.returncode == 0, r.stderr
+    assert "cut short" in r.stderr and "Traceback" not in r.stderr
+    assert json.loads(r.stdout)["frames"] >= 1
+    assert os.listdir(shm_dir) == []
