@@ -578,28 +578,21 @@ class McapError(CliError):
     """A file that is not a readable MCAP file (the message says why)."""
 
 
-class _BoundedFile(io.RawIOBase):
+class _BoundedFile:
     """A file whose reads never ask for more than what is left in it, so a
-    hostile length field cannot make a huge allocation."""
+    hostile length field cannot make a huge allocation (a buffered read of
+    n bytes allocates n first).  Deliberately not an io.RawIOBase: the
+    mcap reader would wrap that in a BufferedReader, whose read(n) does."""
 
     def __init__(self, f: BinaryIO, size: int) -> None:
-        super().__init__()
         self.f, self.size, self.pos = f, size, 0
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: int = -1) -> bytes:
         left = self.size - self.pos
         n = left if n is None or n < 0 else min(n, left)
         data = self.f.read(n) if n > 0 else b""
         self.pos += len(data)
         return data
-
-    def readinto(self, b: Any) -> int:  # pragma: no cover - read() is what mcap calls
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
 
 
 class _Truncated(Exception):
@@ -652,7 +645,7 @@ def iter_records(path: str, warn: Optional[List[str]] = None) -> Iterator[Any]:
     with f:
         size = os.fstat(f.fileno()).st_size
         bounded = _BoundedFile(f, size)
-        reader = StreamReader(io.BufferedReader(bounded, 1 << 20), record_size_limit=max(size, 1),
+        reader = StreamReader(bounded, record_size_limit=max(size, 1),  # type: ignore[arg-type]
                               emit_chunks=True)
         it = reader.records
         while True:

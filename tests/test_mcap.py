@@ -555,6 +555,9 @@ def test_hostile_mcap_input_is_a_clear_error(shm_dir: str, tmp_path: Path,
     flipped = bytearray(data)
     flipped[chunk_at + 200] ^= 0x55
     cases.append(("flipped", bytes(flipped), "crc"))
+    # A channel record whose topic claims 4 GiB (inside a record of sane length).
+    chan = struct.pack("<HHI", 1, 0, 0xFFFFFFF0) + b"/t" + b"\x00" * 20
+    cases.append(("huge-field", data[:at] + b"\x04" + struct.pack("<Q", len(chan)) + chan, None))
     cases.append(("not-mcap", b"\x89MCAP0\r\n" + b"\xff" * 64, None))
     cases.append(("empty-magic", b"\x89MCAP0\r\n", None))
     for label, body, word in cases:
