@@ -34,8 +34,10 @@ import io
 import json
 import math
 import os
+import queue
 import struct
 import sys
+import threading
 import time
 import zlib
 from typing import Any, BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
@@ -58,6 +60,7 @@ COMPRESSIONS = ("zstd", "lz4", "none")
 MAX_CHUNK_BYTES = 1 << 30        # a chunk that claims more is refused
 SMALL_VALUES = 1024              # 8/16-bit streams up to this many values also get plottable `values`
 FLUSH_NS = 1_000_000_000         # a chunk is closed at least this often
+QUEUE_BYTES = 256 << 20          # frames encoded but not yet written, at most
 PROFILE = ""                     # not a ROS profile: our channels are protobuf
 
 _ITEMSIZE = {lib.SHMX_DT_BOOL: 1, lib.SHMX_DT_I8: 1, lib.SHMX_DT_U8: 1, lib.SHMX_DT_I16: 2,
@@ -255,6 +258,7 @@ class _Region:
         self.last_id = 0
         self.done: Optional[str] = None
         self.unknown: Dict[str, int] = {}
+        self.kinds: Dict[str, str] = {}    # stream -> "image" | "stream", fixed at first sight
 
 
 class McapRecorder:
@@ -287,6 +291,13 @@ class McapRecorder:
         self._schemas: Dict[str, int] = {}
         self._seq: Dict[str, int] = {}
         self._last_flush = 0
+        self._done: Dict[str, List[int]] = {}      # frames, dropped written (writer thread)
+        self._error: Optional[BaseException] = None
+        self._queue: "queue.Queue[Any]" = queue.Queue()
+        self._room = threading.Condition()
+        self._queued = 0
+        self._thread = threading.Thread(target=self._run, name="shmx-mcap-writer", daemon=True)
+        self._thread.start()
 
     def part_name(self, index: int) -> str:
         if not self.split:
@@ -309,7 +320,7 @@ class McapRecorder:
         self._seq = {r.name: 0 for r in self.regions}
         self._part_bytes, self._part_start = 0, now_ns
         self._last_flush = now_ns
-        self._part_frames = {r.name: (r.frames, r.dropped) for r in self.regions}
+        self._part_frames = {r.name: tuple(self._done.get(r.name, (0, 0))) for r in self.regions}
         self._writer.add_metadata("shmx.recording", {
             "format": FORMAT, "version": FORMAT_VERSION, "part": str(len(self.files) - 1),
             "regions": json.dumps([r.name for r in self.regions])})
@@ -322,8 +333,9 @@ class McapRecorder:
             return
         for r in self.regions:
             f0, d0 = self._part_frames.get(r.name, (0, 0))
+            f1, d1 = self._done.get(r.name, (0, 0))
             self._writer.add_metadata("shmx.end", {
-                "region": r.name, "frames": str(r.frames - f0), "dropped": str(r.dropped - d0),
+                "region": r.name, "frames": str(f1 - f0), "dropped": str(d1 - d0),
                 "duration_ns": str(duration_ns), "stopped_by": stopped_by})
         self._writer.finish()
         assert self._f is not None
@@ -361,18 +373,16 @@ class McapRecorder:
         return ch
 
     def write_frame(self, r: _Region, frame: Dict[str, Any], log_ns: int) -> None:
-        """Write one frame of region ``r`` (its views are read here and not kept)."""
-        if self._writer is None:
-            self._open_part(log_ns)
-        elif self.split and ((self.split_bytes is not None and self._part_bytes >= self.split_bytes)
-                             or (self.split_ns is not None and log_ns - self._part_start >= self.split_ns)):
-            self._close_part("split", log_ns - self._part_start)
-            self._open_part(log_ns)
-        w = self._writer
+        """Write one frame of region ``r``.  Its messages are encoded here
+        (the only copy out of shared memory: the frame's views are not kept)
+        and handed to the writer thread, which does the MCAP writing and the
+        file I/O while this thread reads the next frame; a queue of up to
+        ``QUEUE_BYTES`` stretches the ring when the disk is slow for a while."""
+        if self._error is not None:
+            raise self._error
         meta = frame["__metadata__"]
         fid, sim_time = meta["frame_id"], meta["sim_time"]
         pub = publish_ns(sim_time, log_ns)
-        seq = self._seq[r.name] = (self._seq[r.name] + 1) & 0xFFFFFFFF
         dropped = meta.get("dropped", 0)
         if r.legacy:
             dropped = max(fid - r.last_id - 1, 0) if r.last_id else 0
@@ -387,19 +397,14 @@ class McapRecorder:
             parts.append((key, entry))
         head = encode_frame(fid, sim_time, dropped, [r.ids[k] for k, _ in parts],
                             [e["elem_count"] for _, e in parts])
-        fcid = self._channel(r, "_frame", "frame", None)[0]
-        w.add_message(channel_id=fcid, log_time=log_ns, data=head, publish_time=pub, sequence=seq)
+        msgs: List[Tuple[str, bytes]] = [("_frame", head)]
         size = len(head)
         for key, entry in parts:
             spec = r.specs[key]
             data = memoryview(entry["data"]).cast("B")
-            ch = self._channels.get((r.name, key))
-            if ch is None:
-                geo = image_geometry(key, spec, frame, r.specs)
-                ch = self._channel(r, key, "image" if geo else "stream", spec)
-            cid, kind, vt = ch
+            geo = image_geometry(key, spec, frame, r.specs)
+            kind = r.kinds.setdefault(key, "image" if geo else "stream")  # fixed at first sight
             if kind == "image":
-                geo = image_geometry(key, spec, frame, r.specs)
                 if geo is None:  # the shape no longer fits: keep the bytes, as one row
                     c = max(spec["components"], 1)
                     vb = spec["bytes_per_elem"] // c or 1
@@ -407,12 +412,56 @@ class McapRecorder:
                 msg = b"".join((pw.raw_image_head(pub, r.name, geo.width, geo.height, geo.encoding,
                                                   geo.step, data.nbytes), data))
             else:
-                msg = encode_stream(vt, fid, sim_time, entry["elem_count"], spec["components"], data)
-            w.add_message(channel_id=cid, log_time=log_ns, data=msg, publish_time=pub, sequence=seq)
+                msg = encode_stream(value_type(spec), fid, sim_time, entry["elem_count"], spec["components"],
+                                    data)
+            msgs.append((key, msg))
             size += len(msg)
         r.frames += 1
         r.dropped += dropped
         self.bytes += size
+        with self._room:
+            while self._queued > 0 and self._queued + size > QUEUE_BYTES and self._error is None:
+                self._room.wait(0.5)
+            self._queued += size
+        self._queue.put((r, log_ns, pub, dropped, msgs, size))
+
+    def _run(self) -> None:
+        """The writer thread: every MCAP call happens here."""
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                if self._error is None:
+                    self._commit(*item)
+            except BaseException as exc:  # disk full...: reported by the reading thread
+                self._error = exc
+            finally:
+                with self._room:
+                    self._queued -= item[5]
+                    self._room.notify_all()
+
+    def _commit(self, r: _Region, log_ns: int, pub: int, dropped: int, msgs: List[Tuple[str, bytes]],
+                size: int) -> None:
+        if self._writer is None:
+            self._open_part(log_ns)
+        elif self.split and ((self.split_bytes is not None and self._part_bytes >= self.split_bytes)
+                             or (self.split_ns is not None and log_ns - self._part_start >= self.split_ns)):
+            self._close_part("split", log_ns - self._part_start)
+            self._open_part(log_ns)
+        w = self._writer
+        seq = self._seq[r.name] = (self._seq[r.name] + 1) & 0xFFFFFFFF
+        for key, msg in msgs:
+            cid = self._channels.get((r.name, key))
+            if cid is None:
+                cid = self._channel(r, key, "frame" if key == "_frame" else r.kinds[key],
+                                    None if key == "_frame" else r.specs[key])[0]
+            else:
+                cid = cid[0]
+            w.add_message(channel_id=cid, log_time=log_ns, data=msg, publish_time=pub, sequence=seq)
+        done = self._done.setdefault(r.name, [0, 0])
+        done[0] += 1
+        done[1] += dropped
         self._part_bytes += size
         if log_ns - self._last_flush >= FLUSH_NS and hasattr(w, "flush"):
             # Close the chunk at least once a second: a recorder that is
@@ -422,6 +471,11 @@ class McapRecorder:
             self._last_flush = log_ns
 
     def finish(self, stopped_by: str, duration_ns: int) -> None:
+        """Write what is queued, then the last part's summary."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
         if self._writer is None:  # nothing came: still leave a valid (empty) file
             self._open_part(time.time_ns())
         self._close_part(stopped_by, duration_ns if len(self.files) == 1

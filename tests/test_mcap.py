@@ -466,9 +466,10 @@ def test_play_reads_other_tools_image_and_byte_channels(shm_dir: str, tmp_path: 
     path = tmp_path / "robot.mcap"
     want = _foreign_file(path)
     name = unique_name("robot")
+    # --rate 0 with a ring larger than the file: the reader cannot fall behind.
     play = subprocess.Popen([*CLI, "play", str(path), "--as", name, "--dir", shm_dir, "--rate", "0",
-                             "--wait-readers", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "--wait-readers", "1", "--slots", "16", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     frames, specs = _read_frames(name, shm_dir, 9)
     out, err = play.communicate(timeout=TIMEOUT)
     assert play.returncode == 0, err
