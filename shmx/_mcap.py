@@ -296,6 +296,7 @@ class McapRecorder:
         self._queue: "queue.Queue[Any]" = queue.Queue()
         self._room = threading.Condition()
         self._queued = 0
+        self._open_part(time.time_ns())  # here, so a bad path fails before any frame comes
         self._thread = threading.Thread(target=self._run, name="shmx-mcap-writer", daemon=True)
         self._thread.start()
 

@@ -511,6 +511,25 @@ def test_foreign_single_image_channel_is_pixels_width_height(shm_dir: str, tmp_p
     assert play.returncode == 0, err
     assert sorted(specs) == ["channels", "height", "pixels", "width"]
     assert frames[0]["pixels"] == px and frames[0]["width"] == struct.pack("<I", 2)
+    # The JSON form of foxglove.RawImage (pixels base64), as JSON-encoding tools write it.
+    import base64
+    jpath = tmp_path / "json.mcap"
+    with open(jpath, "wb") as f:
+        w = Writer(f)
+        w.start()
+        sid = w.register_schema("foxglove.RawImage", "jsonschema", b'{"type": "object"}')
+        cid = w.register_channel("/cam", "json", sid)
+        msg = {"timestamp": {"sec": 1, "nsec": 2}, "frame_id": "c", "width": 3, "height": 1,
+               "encoding": "rgb8", "step": 9, "data": base64.b64encode(bytes(range(9))).decode()}
+        w.add_message(cid, log_time=1, data=json.dumps(msg).encode(), publish_time=1)
+        w.finish()
+    name2 = unique_name("json")
+    play = subprocess.Popen([*CLI, "play", str(jpath), "--as", name2, "--dir", shm_dir, "--rate", "0",
+                             "--wait-readers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    frames, specs = _read_frames(name2, shm_dir, 1)
+    _out, err = play.communicate(timeout=TIMEOUT)
+    assert play.returncode == 0, err
+    assert specs["pixels"]["components"] == 3 and frames[0]["pixels"] == bytes(range(9))
 
 
 # ------------------------------------------------------------ hostile input
