@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 from . import _protowire as pw
 from ._cliutil import (EXIT_OK, EXIT_USAGE, CliError, Stop, check_name, code_for_status, finishing,
@@ -147,11 +147,14 @@ def _serve(regions: List[_LiveRegion], args: argparse.Namespace) -> None:
             r.send(frame)
             sent = True
         if not sent:
-            r = regions[turn % len(regions)]
+            now = time.monotonic()
+            ready = [r for r in regions if r.next_due <= now]
+            if not ready:  # every region waits for its --max-fps turn
+                time.sleep(min(min(r.next_due for r in regions) - now, 0.05))
+                continue
+            r = ready[turn % len(ready)]
             turn += 1
             wait = 0.05 if len(regions) == 1 else 0.01
-            if gap:
-                wait = min(wait, gap)
             # Sleep until a frame comes; the next turn sends it.
             if r.client.wait_frame(wait) is None and r.client.server_alive() is False:
                 print(f"shmx foxglove: the server of '{r.name}' went away", file=sys.stderr)
