@@ -766,3 +766,15 @@ def test_a_killed_recorder_leaves_a_playable_file(shm_dir: str, tmp_path: Path,
     assert "cut short" in r.stderr and "Traceback" not in r.stderr
     assert json.loads(r.stdout)["frames"] >= 1
     assert os.listdir(shm_dir) == []
+
+
+def test_cli_help_and_errors_of_the_new_commands(tmp_path: Path) -> None:
+    for cmd in ("record", "play", "foxglove"):
+        r = run(cmd, "--help")
+        assert r.returncode == 0 and f"usage: shmx {cmd}" in r.stdout, r.stderr
+    assert "--split-duration" in run("record", "--help").stdout
+    assert_error(run("foxglove", "shmxtest-nothing-here", "--dir", str(tmp_path)), 1, "shmxtest-nothing-here")
+    assert_error(run("foxglove", "x", "--port", "70000", "--dir", str(tmp_path)), 2, "port")
+    assert_error(run("foxglove", "bad/name", "--dir", str(tmp_path)), 2, "invalid region name")
+    assert_error(run("record", "x", "-o", str(tmp_path / "a.mcap"), "--compression", "brotli"), 2, "compression")
+    assert_error(run("play", str(tmp_path / "none.mcap"), "--as", "x"), 1, "no such recording")
