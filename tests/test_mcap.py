@@ -211,7 +211,8 @@ def end_meta(info: Dict[str, Any], name: str) -> Dict[str, str]:
 
 # ------------------------------------------------------------------- tests
 def test_import_shmx_loads_no_optional_package() -> None:
-    code = ("import sys, shmx, shmx.cli, shmx._mcap, shmx._foxglove, shmx._cdr, shmx._protowire\n"
+    code = ("import sys, shmx, shmx.cli, shmx._mcap, shmx._mcap_record, shmx._mcap_play\n"
+            "import shmx._foxglove, shmx._cdr, shmx._protowire\n"
             "bad = [m for m in ('mcap', 'foxglove', 'zstandard', 'lz4', 'websockets', 'google.protobuf')\n"
             "       if m in sys.modules]\n"
             "print(','.join(bad))")
