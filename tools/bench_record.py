@@ -70,7 +70,8 @@ print(json.dumps({"frames": frames, "dropped": dropped, "seconds": time.monotoni
 
 PRODUCER = r"""
 import struct, sys, time, shmx
-name, w, h, fps, seconds, slots = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+name, w, h, slots = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[6])
+fps, seconds = float(sys.argv[4]), float(sys.argv[5])
 size = w * h * 3
 streams = [shmx.create_stream_spec(1, "image", shmx.DT_U8, 3, 3),
            shmx.create_stream_spec(2, "width", shmx.DT_U32, 1, 4),
