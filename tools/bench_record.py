@@ -8,14 +8,15 @@
 Each run is a real producer process (a region with an RGB stream and
 width/height streams, ``--slots`` frame slots) and the real recorder
 (``python -m shmx record NAME -o FILE``) writing to a tmpfs directory, so
-the figures are the recorder's own: frames/s and MB/s of stream data it
-wrote, the frames it dropped (the ring overwrote them before it read
-them), the file size.  "60 fps" paces the producer at 60 frames/s, the
+the figures are the recorder's own: frames/s read (over the publishing
+span) and written (until the file was closed), MB/s of stream data written,
+the frames it dropped (the ring overwrote them before it read them), the
+file size.  "60 fps" paces the producer at 60 frames/s, the
 target being 0 dropped; "flat out" lets the producer run only as far
 ahead of the recorder as the ring allows (it waits while the recorder is
 ``slots - 2`` frames behind), so nothing is dropped and the rate is what
-the recorder sustains.  Every figure has its ratio to ``.shmxrec`` in the
-same run.  Output: a table on stdout, all figures as JSON (``--out``).
+the recorder sustains.  The ratio is the written rate over ``.shmxrec``'s in
+the same run.  Output: a table on stdout, all figures as JSON (``--out``).
 """
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ span = time.monotonic() - start
 end = time.monotonic() + 20
 while reader_seen() < n and time.monotonic() < end:
     time.sleep(0.002)
-print(n, span, flush=True)
+print(n, span, start, flush=True)
 s.destroy()
 """
 
@@ -147,23 +148,31 @@ def run_one(fmt: str, w: int, h: int, fps: float, seconds: float, slots: int, ou
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     rec = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     line = prod.stdout.readline().split()
-    if len(line) != 2:
+    if len(line) != 3:
         raise RuntimeError("the producer did not finish")
-    published, span = int(line[0]), max(float(line[1]), 1e-9)
+    published, span, started = int(line[0]), max(float(line[1]), 1e-9), float(line[2])
     prod.wait(timeout=60)
-    stdout, stderr = rec.communicate(timeout=60)
+    stdout, stderr = rec.communicate(timeout=120)
+    # CLOCK_MONOTONIC is one clock for every process: from the first publish
+    # to the recorder's exit, its queue written out and the file closed.
+    to_disk = max(time.monotonic() - started, 1e-9)
     if rec.returncode != 0:
         raise RuntimeError(f"shmx record failed: {stderr.strip()}")
     s = json.loads(stdout)
     size = os.path.getsize(out)
     out.unlink()
     frames = s["frames"]
-    # Rates over the producer's publishing span (the recorder keeps up to
-    # within the ring, so it finished at most a few frames later).
+    # "fps": frames read over the publishing span; "fps_to_disk": frames over
+    # the time until the recorder had written and closed the file (it
+    # includes noticing the producer's end, up to 0.25 s, and its exit), the
+    # sustained rate: the MCAP recorder queues up to 256 MiB between reading
+    # and writing, which a short run at 60 fps can hide a slow disk in.
     return {"format": fmt, "size": f"{w}x{h}", "mode": "60 fps" if fps > 0 else "flat out",
             "published": published, "frames": frames,
             "dropped": max(s["dropped"], published - frames), "seconds": round(span, 3),
-            "fps": frames / span, "mb_s": frames * w * h * 3 / 1e6 / span, "file_mb": size / 1e6}
+            "to_disk_seconds": round(to_disk, 3), "fps": frames / span, "fps_to_disk": frames / to_disk,
+            "mb_s": frames * w * h * 3 / 1e6 / span, "mb_s_to_disk": frames * w * h * 3 / 1e6 / to_disk,
+            "file_mb": size / 1e6}
 
 
 def tmpfs_write_rate(directory: Path, total: int, block: int = 8 << 20) -> float:
@@ -229,17 +238,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     for r in results:
         b = base.get((r["size"], r["mode"]))
         if b and "error" not in r:
-            r["fps_vs_shmxrec"] = r["fps"] / b["fps"] if b["fps"] else None
-    print(f"{'size':<10} {'mode':<9} {'format':<10} {'frames':>7} {'dropped':>7} {'fps':>8} {'MB/s':>8} "
-          f"{'file MB':>8} {'fps vs shmxrec':>14}")
+            r["fps_vs_shmxrec"] = r["fps_to_disk"] / b["fps_to_disk"] if b["fps_to_disk"] else None
+    print(f"{'size':<10} {'mode':<9} {'format':<10} {'frames':>7} {'dropped':>7} {'read fps':>9} "
+          f"{'disk fps':>9} {'disk MB/s':>9} {'file MB':>8} {'vs shmxrec':>10}")
     for r in results:
         if "error" in r:
             print(f"{r['size']:<10} {r['mode']:<9} {r['format']:<10} failed: {r['error']}")
             continue
         ratio = r.get("fps_vs_shmxrec")
         print(f"{r['size']:<10} {r['mode']:<9} {r['format']:<10} {r['frames']:>7} {r['dropped']:>7} "
-              f"{r['fps']:>8.1f} {r['mb_s']:>8.1f} {r['file_mb']:>8.1f} "
-              f"{(f'{ratio:.2f}x' if ratio else '-'):>14}")
+              f"{r['fps']:>9.1f} {r['fps_to_disk']:>9.1f} {r['mb_s_to_disk']:>9.1f} {r['file_mb']:>8.1f} "
+              f"{(f'{ratio:.2f}x' if ratio else '-'):>10}")
     print(f"machine: a new file on {args.dir} is written at {machine_rates[0]:.0f} MB/s "
           f"(first touch of the memory), {machine_rates[1]:.0f} MB/s after")
     doc = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
