@@ -699,7 +699,9 @@ def test_foxglove_live_view_sends_decodable_images(shm_dir: str, unique_name: Ca
         port = int(line.split("ws://127.0.0.1:")[1].split()[0])
 
         async def client() -> Dict[str, Any]:
-            async with websockets.connect(f"ws://127.0.0.1:{port}", subprotocols=["foxglove.sdk.v1"],
+            # The SDK's subprotocol, and the ws-protocol spec's older name.
+            protocols = ["foxglove.sdk.v1", "foxglove.websocket.v1"]
+            async with websockets.connect(f"ws://127.0.0.1:{port}", subprotocols=protocols,
                                           max_size=None, open_timeout=20) as ws:
                 channels: Dict[int, Dict[str, Any]] = {}
                 got: Dict[str, Any] = {}
