@@ -172,8 +172,8 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
     p.add_argument("--format", choices=("auto", "mcap", "shmxrec"), default="auto",
                    help="file format (default: mcap for an -o ending in .mcap, else shmxrec)")
     p.add_argument("--compression", choices=("none", "lz4", "zstd"), default="none",
-                   help="MCAP chunk compression (default none, as rosbag2 records: zstd and lz4 "
-                        "cost CPU a 1080p camera at 60 fps may not leave)")
+                   help="MCAP chunk compression (default none, as rosbag2 records; zstd costs "
+                        "more CPU than a 1080p camera at 60 fps leaves on a small machine)")
     p.add_argument("--chunk-size", type=_size, default=4 << 20, metavar="BYTES",
                    help="MCAP chunk size before compression (default 4M)")
     p.add_argument("--split-size", type=_size, default=None, metavar="BYTES",
@@ -223,7 +223,8 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
     p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--max-fps", type=_non_negative_float, default=0.0, metavar="N",
-                   help="send at most N frames/s per region (default 0: every frame read)")
+                   help="send at most N frames/s per region (default 0: the newest frame, "
+                        "as often as one comes)")
     p.add_argument("--seconds", type=_positive_float, default=None, metavar="S",
                    help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--wait", type=_non_negative_float, default=0.0, metavar="S",
