@@ -8,8 +8,9 @@ replay live regions.
     shmx demo                     a producer and a consumer, live
     shmx bench [ARGS]             the benchmark (tools/bench.py)
     shmx snapshot NAME -o F.png   the latest frame of a stream as PNG/.npy
-    shmx record NAME -o FILE      every frame to a file (docs/record-format.md)
-    shmx play FILE --as NAME      publish a recording again
+    shmx record NAME... -o F.mcap every frame to MCAP (docs/mcap.md) or .shmxrec
+    shmx play FILE --as NAME      publish a recording (.shmxrec, MCAP) again
+    shmx foxglove NAME...         live regions in Foxglove (WebSocket)
     shmx bridge out NAME --key K  publish a region on Zenoh (optional extra 'bridge')
     shmx bridge in K --as NAME    mirror a region published on Zenoh
 
@@ -63,6 +64,11 @@ def _number(kind: Callable[[str], Any], zero_ok: bool) -> Callable[[str], Any]:
 _positive_float = _number(float, zero_ok=False)
 _non_negative_float = _number(float, zero_ok=True)
 _positive_int = _number(int, zero_ok=False)
+
+
+def _size(text: str) -> int:
+    from ._mcap import parse_size  # no mcap import: only the helper
+    return parse_size(text)
 
 
 def build_parser() -> Dict[str, argparse.ArgumentParser]:
@@ -155,31 +161,46 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=_lazy("_snapshot", "cmd_snapshot"))
 
-    p = add("record", "record every frame of a region to a file",
-            "Record frames (schema, frame ids, sim_time, stream data, receive timestamps) "
-            "to FILE in the format of docs/record-format.md. Reads in order with "
-            "read_next(), so no frame is skipped while the recorder keeps up; frames the "
-            "ring overwrote first are counted as dropped. Stops after --frames, --seconds, "
-            "when the server goes away, or on Ctrl-C.")
-    p.add_argument("name", help="region name")
+    p = add("record", "record every frame of regions to an MCAP or .shmxrec file",
+            "Record frames (schema, frame ids, sim_time, stream data, receive timestamps). "
+            "An -o ending in .mcap writes MCAP (needs 'shmx[mcap]'; several regions may go "
+            "into one file; images as foxglove.RawImage, see docs/mcap.md), anything else "
+            "the format of docs/record-format.md. Reads in order with read_next(), so no "
+            "frame is skipped while the recorder keeps up; frames the ring overwrote first "
+            "are counted as dropped. Stops after --frames, --seconds, when the servers go "
+            "away, or on Ctrl-C.")
+    p.add_argument("names", nargs="+", metavar="NAME", help="region name(s)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="recording file")
+    p.add_argument("--format", choices=("auto", "mcap", "shmxrec"), default="auto",
+                   help="file format (default: mcap for an -o ending in .mcap, else shmxrec)")
+    p.add_argument("--compression", choices=("none", "lz4", "zstd"), default="none",
+                   help="MCAP chunk compression (default none, as rosbag2 records; zstd costs "
+                        "more CPU than a 1080p camera at 60 fps leaves on a small machine)")
+    p.add_argument("--chunk-size", type=_size, default=4 << 20, metavar="BYTES",
+                   help="MCAP chunk size before compression (default 4M)")
+    p.add_argument("--split-size", type=_size, default=None, metavar="BYTES",
+                   help="MCAP: start a new numbered file (FILE_000.mcap, ...) past this size, e.g. 500M")
+    p.add_argument("--split-duration", type=_positive_float, default=None, metavar="S",
+                   help="MCAP: start a new numbered file every S seconds")
     p.add_argument("--frames", type=_positive_int, default=None, metavar="N",
-                   help="stop after N frames")
+                   help="stop after N frames (of each region)")
     p.add_argument("--seconds", type=_positive_float, default=None, metavar="S",
                    help="stop after S seconds")
     p.add_argument("--wait", type=_non_negative_float, default=0.0, metavar="S",
-                   help="wait up to S seconds for the region to appear (default 0)")
+                   help="wait up to S seconds for the region(s) to appear (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=_lazy("_record", "cmd_record"))
+    p.set_defaults(func=_lazy("_mcap", "cmd_record_any"))
 
     p = add("play", "publish a recording as a live region",
             "Create region NAME with the recorded schema and publish the recorded frames "
             "again, paced by their recorded timestamps (scaled by --rate; --rate 0: as fast "
             "as possible). At the end it waits (up to --linger seconds) for attached readers "
             "to catch up, then removes the region.")
-    p.add_argument("file", help="recording made by 'shmx record'")
-    p.add_argument("--as", dest="as_name", required=True, metavar="NAME", help="region name to create")
+    p.add_argument("file", help="a .shmxrec or MCAP recording (MCAP from other tools too: "
+                                "image and byte channels)")
+    p.add_argument("--as", dest="as_name", required=True, metavar="NAME",
+                   help="region name to create (an MCAP file of several regions: NAME1,NAME2,...)")
     p.add_argument("--rate", type=_non_negative_float, default=1.0, metavar="X",
                    help="speed factor (2: twice as fast; 0: no pacing; default 1)")
     p.add_argument("--loop", action="store_true", help="start over at the end (until Ctrl-C)")
@@ -194,7 +215,23 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
                    help="at the end, wait up to S seconds for readers to catch up (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=_lazy("_record", "cmd_play"))
+    p.set_defaults(func=_lazy("_mcap", "cmd_play"))
+
+    p = add("foxglove", "serve live regions to Foxglove over WebSocket",
+            "Serve regions over the Foxglove WebSocket protocol (needs 'shmx[foxglove]'): "
+            "open Foxglove, 'Open connection', ws://127.0.0.1:PORT. Image streams are sent "
+            "as foxglove.RawImage, other streams as shmx.Stream* (see docs/mcap.md).")
+    p.add_argument("names", nargs="+", metavar="NAME", help="region name(s)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--max-fps", type=_non_negative_float, default=0.0, metavar="N",
+                   help="send at most N frames/s per region (default 0: the newest frame, "
+                        "as often as one comes)")
+    p.add_argument("--seconds", type=_positive_float, default=None, metavar="S",
+                   help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--wait", type=_non_negative_float, default=0.0, metavar="S",
+                   help="wait up to S seconds for the region(s) to appear (default 0)")
+    p.set_defaults(func=_lazy("_foxglove", "cmd_foxglove"))
 
     from ._bridge_cli import register as register_bridge  # imports no zenoh
     register_bridge(add, _positive_float)
