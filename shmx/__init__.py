@@ -9,7 +9,7 @@ byte-compatible with it.
 from ._common import (DT_BF16, DT_BOOL, DT_F16, DT_F32, DT_F64, DT_I8, DT_I16, DT_I32, DT_I64,
                       DT_U8, DT_U16, DT_U32, DT_U64, LAYOUT_AOS_VECTOR, LAYOUT_SOA_SCALAR,
                       TLV_CONTROL_USER, TLV_FRAME_STREAM, TLV_STATIC_DIR, create_stream_spec,
-                      default_shm_dir, dtype_to_string, frame_to_numpy, layout_to_string)
+                      default_shm_dir, dtype_to_string, frame_to_numpy, layout_to_string, unlink)
 from ._shmx import ffi as _ffi
 from ._shmx import lib as _lib
 from .client import Client, connect
@@ -30,7 +30,7 @@ __all__ = [
     "DT_F16", "DT_BF16", "DT_F32", "DT_F64",
     "LAYOUT_SOA_SCALAR", "LAYOUT_AOS_VECTOR",
     "TLV_STATIC_DIR", "TLV_FRAME_STREAM", "TLV_CONTROL_USER",
-    "create_stream_spec", "dtype_to_string", "layout_to_string", "default_shm_dir", "frame_to_numpy",
+    "create_stream_spec", "dtype_to_string", "layout_to_string", "default_shm_dir", "frame_to_numpy", "unlink",
     "ShmxError", "RegionExistsError", "RegionNotFoundError", "ShmxPermissionError",
     "InvalidArgumentError", "CorruptRegionError", "NoSpaceError", "ShmxTimeoutError",
     "ServerGoneError", "BusyError", "ForkedError", "ReaderEvictedError",

@@ -112,6 +112,25 @@ def default_shm_dir() -> str:
     return os.environ.get("SHMX_DIR") or "/dev/shm"
 
 
+def unlink(name: str, *, shm_dir: Optional[str] = None, force: bool = False) -> None:
+    """Remove the region ``name`` whose server is dead (a stale region: the
+    server crashed or exited without ``destroy()``); ``force=True`` removes
+    it even when its server lives (its processes keep their mappings).  The
+    check and the removal are one act: a region a live server holds is
+    never removed without ``force``.  Raises ``RegionNotFoundError``,
+    ``RegionExistsError`` (its server lives), ``CorruptRegionError`` (not a
+    shmx region: use ``force``), ``InvalidArgumentError``."""
+    from .errors import error_for
+    try:
+        raw = encode_name(name)
+        d = encode_dir(shm_dir) if shm_dir is not None else None
+    except (TypeError, ValueError) as exc:
+        raise error_for(lib.SHMX_EINVAL, f"unlink: {exc}") from None
+    st = lib.shmx_unlink(raw, d if d is not None else ffi.NULL, 1 if force else 0)
+    if st != 0:
+        raise error_for(st, status_message(st).replace("; use force", "; pass force=True"))
+
+
 def header_dict(info: Any, name: str) -> Dict[str, Any]:
     """``get_header_info()``: the shmx 1.0.1 keys first, then ours."""
     return {

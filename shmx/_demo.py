@@ -22,8 +22,9 @@ from typing import Any, Dict, List, Optional
 
 from ._cliutil import (EXIT_FAILURE, EXIT_OK, CliError, Progress, Stop, finishing, shm_dir_of,
                        stop_on_sigterm, to_json)
-from ._common import DT_U8, DT_U32, DT_U64, create_stream_spec
+from ._common import DT_U8, DT_U32, DT_U64, create_stream_spec, unlink
 from ._shmx import lib
+from .errors import ShmxError
 
 WIDTH, HEIGHT, CHANNELS = 640, 480, 3
 FRAME_BYTES = WIDTH * HEIGHT * CHANNELS
@@ -200,7 +201,10 @@ def run_demo(seconds: float, fps: float, shm_dir: str, name: str, progress: Prog
             producer.terminate()
             out, _ = producer.communicate(timeout=15)
         # A producer that died without destroying its region leaves it stale.
-        lib.shmx_unlink(name.encode(), os.fsencode(shm_dir), 0)
+        try:
+            unlink(name, shm_dir=shm_dir)
+        except ShmxError:
+            pass  # destroyed after all, or someone else's by now
     try:
         published = json.loads(out.decode().strip().splitlines()[-1])["published"]
     except (ValueError, IndexError, KeyError):

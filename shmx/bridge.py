@@ -47,9 +47,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import zenoh
 
+from ._common import unlink
 from ._shmx import ffi, lib
 from .client import Client
 from .server import Server
+from .errors import ShmxError
 
 __all__ = ["BridgeOut", "BridgeIn", "zenoh_config", "DELIVERY_MODES"]
 
@@ -660,6 +662,8 @@ class BridgeIn(_Runner):
                     srv.destroy()
             if self._kept is not None or self._mirror is not None:
                 # a kept name (closed mirror) is removed too; a live one by destroy()
-                lib.shmx_unlink(self.as_name.encode(),
-                                self.shm_dir.encode() if self.shm_dir else ffi.NULL, 0)
+                try:
+                    unlink(self.as_name, shm_dir=self.shm_dir or None)
+                except ShmxError:
+                    pass  # already gone, or a live server holds the name now
             self._mirror = self._kept = None

@@ -32,8 +32,9 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 from ._cliutil import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, Stop, active_readers,
                        check_name, fmt_age, fmt_bytes, liveness_word, open_inspector, shm_dir_of,
                        table, to_json)
+from ._common import unlink
 from ._shmx import ffi, lib
-from .errors import ShmxError, status_message
+from .errors import ShmxError
 from .inspector import Inspector
 
 
@@ -443,12 +444,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- rm
 def _unlink(name: str, shm_dir: str, force: bool) -> None:
-    st = lib.shmx_unlink(name.encode(), os.fsencode(shm_dir), 1 if force else 0)
-    if st != 0:
-        msg = status_message(st)
-        if st == lib.SHMX_EEXIST:
-            msg = msg.replace("; use force", "; use --force to remove it anyway")
-        raise CliError(msg)
+    try:
+        unlink(name, shm_dir=shm_dir, force=force)
+    except ShmxError as exc:
+        raise CliError(str(exc).replace("; pass force=True", "; use --force to remove it anyway")) from None
 
 
 def _remove_named(name: str, shm_dir: str, force: bool, dry_run: bool) -> str:

@@ -204,7 +204,7 @@ class Server:
             cfg.dir = d
         return cfg, keep
 
-    def destroy(self, unlink: bool = True) -> None:
+    def destroy(self, *, unlink: bool = True) -> None:
         """Mark the region closed, remove its name, release it.  Readers keep
         a valid mapping and learn the server is gone.  Safe to call twice.
         With ``unlink=False`` the name stays: listings (``shmx ls``) show the
