@@ -14,14 +14,13 @@ from __future__ import annotations
 import struct
 from typing import Any, Dict, NamedTuple, Optional, Sequence
 
+from ._common import DTYPE_FORMATS
 from ._shmx import lib
 
-# dtype code -> struct format of one value (for reading width/height).
-_SCALAR_FMT: Dict[int, str] = {
-    lib.SHMX_DT_U8: "B", lib.SHMX_DT_I8: "b", lib.SHMX_DT_U16: "H", lib.SHMX_DT_I16: "h",
-    lib.SHMX_DT_U32: "I", lib.SHMX_DT_I32: "i", lib.SHMX_DT_U64: "Q", lib.SHMX_DT_I64: "q",
-    lib.SHMX_DT_F32: "f", lib.SHMX_DT_F64: "d",
-}
+# dtype code -> struct format of one value (for reading width/height): the
+# integer and float types.
+_SCALAR_FMT: Dict[int, str] = {code: fmt for code, (_, fmt) in DTYPE_FORMATS.items()
+                               if code not in (lib.SHMX_DT_BOOL, lib.SHMX_DT_F16, lib.SHMX_DT_BF16)}
 # dtypes an image can be made of: code -> bytes per channel value.
 _PIXEL_TYPES = {lib.SHMX_DT_U8: 1, lib.SHMX_DT_U16: 2, lib.SHMX_DT_F32: 4}
 

@@ -32,10 +32,6 @@ FLUSH_NS = 1_000_000_000         # a chunk is closed at least this often
 QUEUE_BYTES = 256 << 20          # frames encoded but not yet written, at most
 PROFILE = ""                     # not a ROS profile: our channels are protobuf
 
-_ITEMSIZE = {lib.SHMX_DT_BOOL: 1, lib.SHMX_DT_I8: 1, lib.SHMX_DT_U8: 1, lib.SHMX_DT_I16: 2,
-             lib.SHMX_DT_U16: 2, lib.SHMX_DT_I32: 4, lib.SHMX_DT_U32: 4, lib.SHMX_DT_I64: 8,
-             lib.SHMX_DT_U64: 8, lib.SHMX_DT_F16: 2, lib.SHMX_DT_BF16: 2, lib.SHMX_DT_F32: 4,
-             lib.SHMX_DT_F64: 8}
 
 
 class ValueType(NamedTuple):
@@ -80,7 +76,7 @@ def value_type(spec: Dict[str, Any]) -> ValueType:
     """How the stream ``spec`` is written as a shmx.Stream* message."""
     vt = _VALUE_TYPES.get(spec["dtype_code"])
     comps = max(int(spec["components"]), 1)
-    if vt is None or spec["bytes_per_elem"] != comps * _ITEMSIZE[spec["dtype_code"]]:
+    if vt is None or spec["bytes_per_elem"] != comps * lib.shmx_dtype_size(spec["dtype_code"]):
         return _BYTES_TYPE  # opaque elements (a struct per element): bytes only
     return vt
 

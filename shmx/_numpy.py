@@ -3,18 +3,13 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from ._common import DTYPE_FORMATS
 from ._shape import frame_shape
 from ._shmx import lib
 
 # bfloat16 has no numpy dtype: its arrays are uint16 bit patterns (shift left
 # by 16 and view as float32 to get the values).
-_DTYPES = {
-    lib.SHMX_DT_BOOL: "bool", lib.SHMX_DT_I8: "int8", lib.SHMX_DT_U8: "uint8",
-    lib.SHMX_DT_I16: "<i2", lib.SHMX_DT_U16: "<u2", lib.SHMX_DT_I32: "<i4",
-    lib.SHMX_DT_U32: "<u4", lib.SHMX_DT_I64: "<i8", lib.SHMX_DT_U64: "<u8",
-    lib.SHMX_DT_F16: "<f2", lib.SHMX_DT_BF16: "<u2", lib.SHMX_DT_F32: "<f4",
-    lib.SHMX_DT_F64: "<f8",
-}
+_DTYPES = {code: descr for code, (descr, _) in DTYPE_FORMATS.items()}
 
 
 def numpy_dtype(dtype_code: int) -> Any:

@@ -10,18 +10,11 @@ import zlib
 from typing import Any, Dict, List, Optional, Tuple
 
 from ._cliutil import (EXIT_OK, EXIT_USAGE, CliError, open_inspector, shm_dir_of, to_json)
+from ._common import DTYPE_FORMATS
 from ._shape import frame_shape
 from ._shmx import lib
 
-# dtype code -> (.npy descr, struct format of one value)
-_DTYPES: Dict[int, Tuple[str, str]] = {
-    lib.SHMX_DT_BOOL: ("|b1", "?"), lib.SHMX_DT_I8: ("|i1", "b"), lib.SHMX_DT_U8: ("|u1", "B"),
-    lib.SHMX_DT_I16: ("<i2", "h"), lib.SHMX_DT_U16: ("<u2", "H"), lib.SHMX_DT_I32: ("<i4", "i"),
-    lib.SHMX_DT_U32: ("<u4", "I"), lib.SHMX_DT_I64: ("<i8", "q"), lib.SHMX_DT_U64: ("<u8", "Q"),
-    lib.SHMX_DT_F16: ("<f2", "e"), lib.SHMX_DT_F32: ("<f4", "f"), lib.SHMX_DT_F64: ("<f8", "d"),
-    # bfloat16 has no numpy dtype: its bit patterns are saved as uint16.
-    lib.SHMX_DT_BF16: ("<u2", "H"),
-}
+_DTYPES = DTYPE_FORMATS  # dtype code -> (.npy descr, struct format of one value)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # gray, gray+alpha, RGB, RGBA

@@ -10,7 +10,7 @@ import weakref
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._aio import check_timeout, wait_readable, wake_all
-from ._common import header_dict, open_handle, streams_list
+from ._common import header_dict, open_handle, streams_list, struct_unpacker
 from ._shmx import ffi, lib
 from .errors import error_for, status_message
 from .inspector import Inspector
@@ -27,11 +27,9 @@ _detail = ffi.string
 _NULL = ffi.NULL
 
 Frame = Dict[str, Any]
-# shmx_frame_info: struct_size, payload_bytes, tlv_count, stream_count,
-# frame_id, sim_time, dropped, layout_id (checked against cffi at import).
-_FRAME_INFO = struct.Struct("=IIIIQdQQ").unpack_from
-assert struct.calcsize("=IIIIQdQQ") == ffi.sizeof("shmx_frame_info")
-assert ffi.offsetof("shmx_frame_info", "layout_id") == 40
+# shmx_frame_info's fields in order: struct_size, payload_bytes, tlv_count,
+# stream_count, frame_id, sim_time, dropped, layout_id.
+_FRAME_INFO = struct_unpacker("shmx_frame_info")
 _Entry = Tuple[str, memoryview, int, int, int]
 
 _SLICE_S = 0.05  # waits return to Python this often, so Ctrl-C is honoured
