@@ -6,6 +6,7 @@ csrc/include/shmx.h, because set_source() includes that header.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from cffi import FFI
@@ -13,8 +14,15 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CSRC = ROOT / "csrc"
-SOURCES = ["common.c", "region.c", "create.c", "readers.c", "server.c", "client.c", "inspector.c",
-           "platform_posix.c", "wakefd.c"]
+def c_sources() -> list:
+    """The C files of libshmx: csrc/Makefile's PROTOCOL_SRCS, one list for
+    every build, plus this platform's file."""
+    text = (CSRC / "Makefile").read_text().replace("\\\n", " ")
+    names = re.search(r"^PROTOCOL_SRCS\s*:=\s*(.*)$", text, flags=re.M).group(1).split()
+    return names + ["platform_posix.c"]
+
+
+SOURCES = c_sources()
 
 
 def _src(path: Path) -> str:
