@@ -48,9 +48,7 @@ static shmx_status attach(shmx_client *c)
 
 static void unpin(shmx_client *c, uint32_t slot)
 {
-    /* seq_cst RMW (release): our reads of the slot happen before the
-     * producer, which reads pins after its seq_cst claim, may reuse it. */
-    if (slot != NO_SLOT && c->r.ext) shmx_fetch_and64(&shmx_slot_header(&c->r, slot)->pins, ~c->pin_bit);
+    if (slot != NO_SLOT && c->r.ext) shmx_slot_unpin(&c->r, slot, c->pin_bit);
 }
 
 void shmx_client_release(shmx_client *c)
@@ -215,23 +213,7 @@ static shmx_status after_read(shmx_client *c, shmx_status st, const char *what)
     return st;
 }
 
-/* Pin a slot for reading.  Pairs with claim_slot() in server.c: we set our
- * pin bit (seq_cst RMW), then load seq (seq_cst); the producer makes seq
- * odd (seq_cst RMW), then loads pins (seq_cst).  Even seq => it cannot take
- * the slot until we unpin. */
-static int pin_slot(shmx_client *c, uint32_t slot)
-{
-    shmx_frame_header *fh = shmx_slot_header(&c->r, slot);
-    shmx_fetch_or64(&fh->pins, c->pin_bit);
-    /* seq_cst, so also an acquire: pairs with the producer's store-release
-     * of the even seq in shmx_server_publish (header and payload visible). */
-    uint64_t seq = shmx_load_seqcst64(&fh->seq);
-    if (SHMX_SEQ_WRITING(seq)) {
-        shmx_fetch_and64(&fh->pins, ~c->pin_bit);
-        return 0;
-    }
-    return 1;
-}
+static int pin_slot(shmx_client *c, uint32_t slot) { return shmx_slot_pin(&c->r, slot, c->pin_bit); }
 
 static void note_read(shmx_client *c, uint64_t fid, uint64_t dropped)
 {

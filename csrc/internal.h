@@ -120,6 +120,15 @@ shmx_status shmx_name_take(const char *tmp, const char *path);
 void shmx_header_fill(const shmx_region *r, shmx_header_info *out);
 uint32_t shmx_server_liveness(const shmx_region *r);
 
+/* slots.c: the seqlock and pin handshake (see there).  claim: 1 when the
+ * slot is ours to write (seq now even_seq + 1); complete: publish it with
+ * the next even seq; pin: 1 when pinned on a complete frame. */
+int shmx_slot_claim(const shmx_region *r, uint32_t slot, uint64_t even_seq);
+void shmx_slot_complete(const shmx_region *r, uint32_t slot, uint64_t even_seq);
+int shmx_slot_pin(const shmx_region *r, uint32_t slot, uint64_t bit);
+void shmx_slot_unpin(const shmx_region *r, uint32_t slot, uint64_t bit);
+void shmx_slot_unpin_all(const shmx_region *r, uint64_t bit);
+
 /* readers.c: the reader-slot state machine (see there). */
 int shmx_reader_attach(const shmx_region *r, uint32_t i, uint64_t reader_id); /* 1: slot i is ours */
 void shmx_reader_detach(const shmx_region *r, uint32_t i, uint64_t reader_id);

@@ -68,11 +68,9 @@ static int ours(const shmx_reader_slot *rs, uint32_t state)
 
 static void drop_pins(const shmx_region *r, uint32_t i)
 {
-    if (!r->ext || i >= 64) return;
-    uint64_t bit = 1ull << i;
-    /* seq_cst RMWs: after them the producer's claim (seq_cst RMW, then
-     * seq_cst load of pins) sees the slot unpinned by this reader. */
-    for (uint32_t s = 0; s < r->slots; s++) shmx_fetch_and64(&shmx_slot_header(r, s)->pins, ~bit);
+    /* After the seq_cst RMWs the producer's claim sees the slots unpinned
+     * by this reader (slots.c). */
+    if (r->ext && i < 64) shmx_slot_unpin_all(r, 1ull << i);
 }
 
 /* Free slot i, found in `state`.  The caller holds the slot's lock (its own

@@ -424,27 +424,12 @@ static shmx_status check_frame(shmx_server *s, uint64_t frame, const char *what)
 static uint32_t reap_dead(shmx_server *s);
 #define REAP_AFTER_PIN_NS 100000000ull /* 100 ms */
 
-/* Make slot `cand` ours for writing, unless a reader pins it.  Handshake
- * with readers (see pin_slot() in client.c): we make the seq odd, then look
- * at the pins; a reader adds its pin, then looks at the seq (each side a
- * seq_cst RMW then a seq_cst load).  At least one of the two sees the
- * other, so a pinned slot is never written. */
+/* Make slot `cand` ours for writing, unless a reader pins it (the
+ * handshake is slots.c's). */
 static int try_claim(shmx_server *s, uint32_t cand)
 {
-    shmx_frame_header *fh = shmx_slot_header(&s->r, cand);
-    if (shmx_load_relaxed64(&fh->pins) != 0) {
-        s->skipped_pinned = 1;
-        return 0;
-    }
     uint64_t seq = s->slot_seq[cand]; /* our own copy: the region's may be forged */
-    /* seq_cst RMW, then seq_cst load of pins: pairs with pin_slot()'s
-     * seq_cst fetch_or of pins, then seq_cst load of seq.  Being an acquire
-     * too, the RMW keeps our payload writes after it. */
-    shmx_exchange64(&fh->seq, seq + 1);
-    if (shmx_load_seqcst64(&fh->pins) != 0) {
-        /* Nothing was written: give the slot back unchanged.  Release pairs
-         * with readers' acquire of seq. */
-        shmx_store_release64(&fh->seq, seq);
+    if (!shmx_slot_claim(&s->r, cand, seq)) {
         s->skipped_pinned = 1;
         return 0;
     }
@@ -765,9 +750,7 @@ shmx_status shmx_server_publish(shmx_server *s, uint64_t frame, double sim_time)
     uint64_t fid = ++s->frame_seq;
     s->slot_fid[s->cur_slot] = fid;
     shmx_store_relaxed64(&fh->frame_id, fid);
-    /* Seq even again: payload and header become visible to a reader whose
-     * acquire load of seq sees this value. */
-    shmx_store_release64(&fh->seq, s->cur_seq + 1);
+    shmx_slot_complete(r, s->cur_slot, s->cur_seq + 1);
     /* write_index w names slot (w-1) % slots, as shmx 1.0.1 readers expect;
      * it is never 0 (0 means "no frame yet"). */
     uint32_t n = r->slots, slot = s->cur_slot;
