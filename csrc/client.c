@@ -594,55 +594,10 @@ shmx_status shmx_client_send_control(shmx_client *c, uint32_t type, const void *
     if (type == 0) return shmx_fail(SHMX_EINVAL, "send_control: type 0 is reserved for ring padding");
     if (bytes && !data) return shmx_fail(SHMX_EINVAL, "send_control: data is NULL");
     if (c->reader_index == NO_SLOT) return shmx_fail(SHMX_ENOREADER, "send_control: no reader slot");
-    uint8_t *ch = shmx_control_at(r, c->reader_index);
-    shmx_control_head *h = (shmx_control_head *)ch;
-    const uint64_t cap = r->control_per_reader, ring = cap - 16u;
-    const uint64_t need = shmx_align64(sizeof(shmx_tlv_head) + (uint64_t)bytes, SHMX_TLV_ALIGN);
-    if (need > ring)
-        return shmx_fail(SHMX_ETOOBIG, "send_control: a %u-byte message needs %llu bytes, the ring holds %llu",
-                         bytes, (unsigned long long)need, (unsigned long long)ring);
-    /* Pairs with the server's store-release of read after it copied the
-     * message out: the space before `read` is free again. */
-    uint64_t rv = shmx_load_acquire64(&h->read);
-    uint64_t wv = shmx_load_relaxed64(&h->write); /* we are the only writer */
-    uint64_t in_use = wv - rv;
-    if (in_use > ring) return shmx_fail(SHMX_ECORRUPT, "send_control: ring counters of '%s' are corrupt", r->name);
-    uint64_t off = 16u + wv % ring;
-    uint64_t to_end = cap - off;
-    if (need > to_end) {
-        /* The message does not fit before the end: pad to the end and go on
-         * at the start.  The padding is committed by itself, even when the
-         * message must then wait.  Were it written only together with the
-         * message, a message longer than the room left before the end would
-         * need pad + need > ring while the write position sits mid-ring, and
-         * would get SHMX_EFULL forever, even from an empty ring. */
-        if (in_use + to_end > ring)
-            return shmx_fail(SHMX_EFULL, "send_control: ring full (%llu of %llu bytes unread, message needs %llu)",
-                             (unsigned long long)in_use, (unsigned long long)ring, (unsigned long long)need);
-        if (to_end >= sizeof(shmx_tlv_head)) {
-            shmx_tlv_head p = {0, (uint32_t)(to_end - sizeof(shmx_tlv_head))};
-            memcpy(ch + off, &p, sizeof p);
-        }
-        wv += to_end;
-        in_use += to_end;
-        off = 16u;
-        /* Padding before index; pairs with the server's acquire load of write. */
-        shmx_store_release64(&h->write, wv);
-        if (in_use + need > ring) {
-            notify_control(r); /* so a sleeping server drains the padding */
-            return shmx_fail(SHMX_EFULL, "send_control: ring full (%llu of %llu bytes unread, message needs %llu)",
-                             (unsigned long long)in_use, (unsigned long long)ring, (unsigned long long)need);
-        }
-    }
-    if (in_use + need > ring)
-        return shmx_fail(SHMX_EFULL, "send_control: ring full (%llu of %llu bytes unread, message needs %llu)",
-                         (unsigned long long)in_use, (unsigned long long)ring, (unsigned long long)need);
-    shmx_tlv_head t = {type, bytes};
-    memcpy(ch + off, &t, sizeof t);
-    if (bytes) memcpy(ch + off + sizeof t, data, bytes);
-    memset(ch + off + sizeof t + bytes, 0, (size_t)(need - sizeof t - bytes));
-    /* Body before index; pairs with the server's acquire load of write. */
-    shmx_store_release64(&h->write, wv + need);
+    int padded = 0;
+    st = shmx_ring_put(r, c->reader_index, type, data, bytes, &padded);
+    if (padded) notify_control(r); /* so a sleeping server drains the padding */
+    if (st != SHMX_OK) return st;
     shmx_store_relaxed64(&shmx_reader_at(r, c->reader_index)->heartbeat, shmx_plat_now_ns());
     notify_control(r);
     shmx_wake_client_send_control(r, c->reader_index, c->reader_id, &c->wake_fd);

@@ -129,6 +129,15 @@ int shmx_slot_pin(const shmx_region *r, uint32_t slot, uint64_t bit);
 void shmx_slot_unpin(const shmx_region *r, uint32_t slot, uint64_t bit);
 void shmx_slot_unpin_all(const shmx_region *r, uint64_t bit);
 
+/* ring.c: the control rings (see there).  take: the next message of ring
+ * i from *rd_priv on (SHMX_EAGAIN: none); put: one message into ring i
+ * (*padded: padding was committed although the message did not fit). */
+int shmx_ring_has_data(const shmx_region *r, uint32_t i, uint64_t rd_priv);
+shmx_status shmx_ring_take(const shmx_region *r, uint32_t i, uint64_t *rd_priv, shmx_control_msg *msg,
+                           void *buf, uint32_t buf_cap);
+shmx_status shmx_ring_put(const shmx_region *r, uint32_t i, uint32_t type, const void *data, uint32_t bytes,
+                          int *padded);
+
 /* readers.c: the reader-slot state machine (see there). */
 int shmx_reader_attach(const shmx_region *r, uint32_t i, uint64_t reader_id); /* 1: slot i is ours */
 void shmx_reader_detach(const shmx_region *r, uint32_t i, uint64_t reader_id);

@@ -849,22 +849,9 @@ shmx_status shmx_server_write_static(shmx_server *s, const void *data, uint32_t 
 
 /* ----------------------------------------------------------------- control */
 
-static int ring_has_data(const shmx_server *s, uint32_t i)
-{
-    shmx_control_head *h = (shmx_control_head *)shmx_control_at(&s->r, i);
-    return shmx_load_acquire64(&h->write) != s->ctl_read[i];
-}
+static int ring_has_data(const shmx_server *s, uint32_t i) { return shmx_ring_has_data(&s->r, i, s->ctl_read[i]); }
 
 static int ring_has_data_ctx(const void *server, uint32_t i) { return ring_has_data(server, i); }
-
-/* Hand ring space back to the client: our read position, stored from our
- * own copy.  Release: the body was copied out before; pairs with the
- * client's acquire load of read in send_control. */
-static void ring_consumed(shmx_server *s, shmx_control_head *h, uint32_t i, uint64_t rd)
-{
-    s->ctl_read[i] = rd;
-    shmx_store_release64(&h->read, rd);
-}
 
 shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void *buf, uint32_t buf_cap)
 {
@@ -872,73 +859,13 @@ shmx_status shmx_server_next_control(shmx_server *s, shmx_control_msg *msg, void
     if (st != SHMX_OK) return st;
     if (!msg) return shmx_fail(SHMX_EINVAL, "poll_control: msg is NULL");
     shmx_region *r = &s->r;
-    const uint64_t cap = r->control_per_reader;
-    if (cap == 0) return SHMX_EAGAIN;
-    const uint64_t ring = cap - 16u;
+    if (r->control_per_reader == 0) return SHMX_EAGAIN;
     for (uint32_t k = 0; k < r->reader_slots; k++) {
         uint32_t i = (s->ctl_cursor + k) % r->reader_slots;
-        uint8_t *c = shmx_control_at(r, i);
-        shmx_control_head *h = (shmx_control_head *)c;
-        uint64_t rd = s->ctl_read[i]; /* ours: the region's copy may be forged */
-        /* Pairs with the client's store-release of write after the body. */
-        uint64_t wv = shmx_load_acquire64(&h->write);
-        if (wv - rd > ring) {
-            /* The client's write position is not within a ring of ours:
-             * its counters were rewritten (or the ring was reset).  Resume
-             * from the read position the region shows if that one is
-             * consistent with write (parsing is bounds-checked either
-             * way), else drop what is there. */
-            uint64_t hint = shmx_load_relaxed64(&h->read);
-            if (wv - hint > ring) {
-                ring_consumed(s, h, i, wv);
-                continue;
-            }
-            rd = hint;
-        }
-        while (rd != wv) {
-            /* rd only moves forward by at most what is left, so it meets wv
-             * exactly: a hostile ring can drop its own messages, never make
-             * this loop run away past wv. */
-            const uint64_t left = wv - rd;
-            const uint64_t off = 16u + rd % ring;
-            const uint64_t to_end = cap - off;
-            if (to_end < sizeof(shmx_tlv_head)) { /* no head fits: the writer wrapped */
-                if (to_end > left) { rd = wv; break; }
-                rd += to_end;
-                continue;
-            }
-            shmx_tlv_head tlv;
-            memcpy(&tlv, c + off, sizeof tlv);
-            uint64_t body = shmx_align64(sizeof tlv + (uint64_t)tlv.length, SHMX_TLV_ALIGN);
-            if (body > to_end) {
-                if (tlv.type == 0 && to_end <= left) { rd += to_end; continue; } /* pad to the end */
-                rd = wv; /* corrupt message: drop the rest of this ring */
-                break;
-            }
-            if (body > left) { rd = wv; break; }
-            if (tlv.type == 0) { rd += body; continue; }
-            if (tlv.length > buf_cap || (tlv.length && !buf)) {
-                ring_consumed(s, h, i, rd);
-                /* Only if the caller's struct has the field (struct_size
-                 * rule): an older, smaller struct must not be written past. */
-                if (msg->struct_size == 0 ||
-                    msg->struct_size >= offsetof(shmx_control_msg, length) + sizeof msg->length)
-                    msg->length = tlv.length;
-                return shmx_fail(SHMX_ETOOBIG, "poll_control: message of %u bytes, buffer is %u", tlv.length, buf_cap);
-            }
-            shmx_control_msg m;
-            m.struct_size = (uint32_t)sizeof m;
-            m.type = tlv.type;
-            m.length = tlv.length;
-            m.reader_index = i;
-            m.reader_id = shmx_load_acquire64(&shmx_reader_at(r, i)->reader_id);
-            if (tlv.length) memcpy(buf, c + off + sizeof tlv, tlv.length);
-            ring_consumed(s, h, i, rd + body);
-            SHMX_COPY_OUT(msg, &m);
-            s->ctl_cursor = (i + 1) % r->reader_slots;
-            return SHMX_OK;
-        }
-        ring_consumed(s, h, i, rd);
+        st = shmx_ring_take(r, i, &s->ctl_read[i], msg, buf, buf_cap);
+        if (st == SHMX_EAGAIN) continue;
+        if (st == SHMX_OK) s->ctl_cursor = (i + 1) % r->reader_slots;
+        return st;
     }
     return SHMX_EAGAIN;
 }
