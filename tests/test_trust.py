@@ -379,18 +379,20 @@ def test_multiprocessing_fork_child_gets_a_clear_error(name):
 PRODUCER_WITH_CHILD = """
     import os, shmx, sys, time
     s = shmx.serve(sys.argv[1], [shmx.create_stream_spec(1, "b", shmx.DT_U8, 1, 1)])
-    if os.fork() == 0:
+    pid = os.fork()
+    if pid == 0:
         time.sleep(60)   # outlives the producer
         os._exit(0)
-    print("child", flush=True)
+    print("child", pid, flush=True)
     os._exit(0)          # the producer dies without destroy
 """
 
 
 def test_producers_child_does_not_keep_it_alive(name):
     producer = Child(PRODUCER_WITH_CHILD, name)
+    child = 0
     try:
-        producer.wait_for("child")
+        child = int(producer.wait_for("child").split()[1])
         assert producer.proc.wait(20) == 0
         with shmx.connect(name) as client:
             assert wait_until(lambda: client.server_alive() is False, 10)
@@ -398,7 +400,11 @@ def test_producers_child_does_not_keep_it_alive(name):
             pass
     finally:
         producer.close()
-        subprocess.run(["pkill", "-f", f"sys.argv\\[1\\].*{name}"], check=False)
+        if child:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 # ----------------------------------------------------------- waits and futex

@@ -1611,13 +1611,20 @@ static void test_fork(void)
     if (producer == 0) {
         shmx_server *ps = NULL;
         if (shmx_server_create(name, &cfg, &ps) != SHMX_OK) _exit(3);
+        int ready[2];
+        if (pipe(ready) != 0) _exit(5);
         pid_t child = fork();
         if (child == 0) {
-            char c;
+            char c = 'r';
             close(hold[1]);
-            (void)!read(hold[0], &c, 1); /* lives until the test closes the pipe */
+            /* Past fork(), its handlers have run: say so, then live on
+             * until the test closes the pipe. */
+            (void)!write(ready[1], &c, 1);
+            (void)!read(hold[0], &c, 1);
             _exit(0);
         }
+        char c;
+        (void)!read(ready[0], &c, 1);
         _exit(child > 0 ? 0 : 4); /* dies without destroy */
     }
     close(hold[0]);
