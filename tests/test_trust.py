@@ -450,3 +450,25 @@ def test_failing_futex_does_not_spin(name, tmp_path):
     assert r.returncode == 0, r.stderr
     calls = int(r.stderr.rsplit("futex calls ", 1)[1].split()[0])
     assert 0 < calls < 2000, calls  # a spin makes hundreds of thousands
+
+
+def test_the_os_cause_of_a_failure_is_kept(name, tmp_path):
+    """errno survives as a number, not only inside the message text."""
+    import errno
+    from shmx._shmx import lib
+    with pytest.raises(shmx.ShmxError) as info:
+        shmx.serve(name, U8, shm_dir=str(tmp_path / "no-such-dir"))
+    assert info.value.os_errno == errno.ENOENT
+    os.chmod(tmp_path, 0o500)
+    try:
+        if os.geteuid() != 0:
+            with pytest.raises(shmx.ShmxPermissionError) as info:
+                shmx.serve(name, U8, shm_dir=str(tmp_path))
+            assert info.value.os_errno == errno.EACCES == info.value.errno
+    finally:
+        os.chmod(tmp_path, 0o700)
+    # A failure without an OS cause reports 0.
+    with shmx.serve(name, U8, shm_dir=str(tmp_path)) as server:
+        with pytest.raises(shmx.InvalidArgumentError) as info:
+            server.publish_stream(9, b"x")
+        assert info.value.os_errno == 0 and lib.shmx_last_errno() == 0
