@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import os
+import stat
 import struct
 import sys
 import time
@@ -134,7 +135,11 @@ def iter_records(path: str, warn: Optional[List[str]] = None) -> Iterator[Any]:
 
 
 def is_mcap(path: str) -> bool:
+    """Whether the regular file ``path`` starts with the MCAP magic (a FIFO
+    or device is not opened for reading: that could block)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             return f.read(8) == MCAP_MAGIC
     except OSError:

@@ -46,7 +46,7 @@ streams = [shmx.create_stream_spec(1, "img", shmx.DT_U8, 3, 3),
            shmx.create_stream_spec(6, "depth.height", shmx.DT_U32, 1, 4),
            shmx.create_stream_spec(7, "pos", shmx.DT_F32, 3, 12, extra=b"units=m"),
            shmx.create_stream_spec(8, "flags", shmx.DT_I16, 1, 2),
-           shmx.create_stream_spec(9, "blob", shmx.DT_U8, 1, 5)]
+           shmx.create_stream_spec(9, "blob", shmx.DT_U8, 5, 5)]
 s = shmx.serve(name, streams, slots=32, frame_bytes_cap=8192, shm_dir=shm_dir)
 s.write_static_append(b"raw:calibration-blob")
 print("ready", flush=True)
@@ -184,7 +184,7 @@ def read_file(path: Path) -> Dict[str, Any]:
                 raw = bytes(m.raw) if m.raw else b""
                 if not raw and hasattr(m, "values"):
                     vals = list(m.values)
-                    fmt = {"shmx.StreamF32": "f", "shmx.StreamU32": "I"}[schema.name]
+                    fmt = {"shmx.StreamF32": "f", "shmx.StreamU32": "I", "shmx.StreamU8": "B"}[schema.name]
                     raw = struct.pack(f"<{len(vals)}{fmt}", *vals)
                 frames[key]["streams"][name] = raw
                 frames[key].setdefault("values", {})[name] = list(getattr(m, "values", []))
@@ -239,7 +239,7 @@ def test_record_mcap_holds_every_frame_schema_and_channel(shm_dir: str, tmp_path
         f"/{name}/width": ("shmx.StreamU32", "2"), f"/{name}/height": ("shmx.StreamU32", "3"),
         f"/{name}/depth": ("foxglove.RawImage", "4"), f"/{name}/depth.width": ("shmx.StreamU32", "5"),
         f"/{name}/depth.height": ("shmx.StreamU32", "6"), f"/{name}/pos": ("shmx.StreamF32", "7"),
-        f"/{name}/flags": ("shmx.StreamI16", "8"), f"/{name}/blob": ("shmx.StreamBytes", "9")}
+        f"/{name}/flags": ("shmx.StreamI16", "8"), f"/{name}/blob": ("shmx.StreamU8", "9")}
     # Every message of every frame, in order, with the producer's bytes.
     assert summary.statistics.message_count == n * 10
     assert len(info["frames"]) == n
