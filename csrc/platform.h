@@ -1,6 +1,6 @@
 /*
  * platform.h - what libshmx needs from the operating system.  One file per
- * OS implements it (platform_posix.c today).
+ * OS implements it: platform_posix.c, platform_win32.c.
  */
 #ifndef SHMX_PLATFORM_H
 #define SHMX_PLATFORM_H
@@ -11,7 +11,7 @@
 #define SHMX_PATH_MAX 512
 
 typedef struct shmx_map {
-    int fd;
+    int fd;          /* POSIX: the file descriptor; Windows: a handle-table index; -1: none */
     uint8_t *base;
     uint64_t size;
     int writable;
@@ -30,6 +30,10 @@ void shmx_plat_close(shmx_map *m);   /* unmap and close fd */
  * unless replace is set. */
 shmx_status shmx_plat_rename(const char *from, const char *to, int replace);
 int shmx_plat_unlink(const char *path);
+/* Remove the name `path` only if it still refers to the region mapped by
+ * `m` (a successor may have taken the name); 0 when removed or when the OS
+ * removes it by itself with the last handle (Windows named mappings). */
+int shmx_plat_unlink_if_same(const char *path, const shmx_map *m);
 /* Remove "<region_path>~shmx-new-<pid>-*" files left by creators that died
  * (kill -9) before naming their region; returns how many. */
 unsigned shmx_plat_remove_stale_temps(const char *region_path);

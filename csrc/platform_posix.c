@@ -160,6 +160,14 @@ shmx_status shmx_plat_rename(const char *from, const char *to, int replace)
 
 int shmx_plat_unlink(const char *path) { return unlink(path) == 0 ? 0 : -1; }
 
+int shmx_plat_unlink_if_same(const char *path, const shmx_map *m)
+{
+    struct stat a, b;
+    if (stat(path, &a) == 0 && fstat(m->fd, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+        return shmx_plat_unlink(path);
+    return -1;
+}
+
 unsigned shmx_plat_remove_stale_temps(const char *region_path)
 {
     /* Split "<dir>/<name>"; the temporary names are "<name>~shmx-new-<pid>-<hex>". */

@@ -3,7 +3,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 
 struct shmx_server {
     shmx_region r;
@@ -311,10 +310,7 @@ static void server_close(shmx_server *s, int unmap)
         next_futex_word(s);
         shmx_plat_wake_all(&ext->frame_futex);
         /* Unlink only if the name still refers to our file. */
-        struct stat a, b;
-        if (stat(s->r.path, &a) == 0 && fstat(s->r.map.fd, &b) == 0 && a.st_ino == b.st_ino &&
-            a.st_dev == b.st_dev)
-            shmx_plat_unlink(s->r.path);
+        (void)shmx_plat_unlink_if_same(s->r.path, &s->r.map);
         shmx_plat_unlock(s->r.map.fd, SHMX_LOCK_SERVER);
     }
     if (unmap) {
