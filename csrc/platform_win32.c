@@ -235,9 +235,18 @@ static int set_key(win_region *w, const char *final_path)
         if (to_wide(final_path, name, SHMX_PATH_MAX) != 0) return -1;
         _snwprintf(w->key, KEY_MAX, L"%ls", name);
     } else {
+        /* The file index names the file on its volume, and the volume is
+         * named by its mount path (wine reports the volume serial number
+         * differently for handles of different access, so not that). */
         BY_HANDLE_FILE_INFORMATION fi;
+        wchar_t wpath[SHMX_PATH_MAX], vol[SHMX_PATH_MAX];
         if (!GetFileInformationByHandle(w->file, &fi)) return -1;
-        _snwprintf(w->key, KEY_MAX, L"shmx#file-%08lx-%08lx%08lx", (unsigned long)fi.dwVolumeSerialNumber,
+        if (to_wide(final_path, wpath, SHMX_PATH_MAX) != 0 || !GetVolumePathNameW(wpath, vol, SHMX_PATH_MAX))
+            return -1;
+        for (wchar_t *v = vol; *v; v++)
+            if (*v >= L'a' && *v <= L'z') *v = (wchar_t)(*v - L'a' + L'A'); /* drive letters */
+        _snwprintf(w->key, KEY_MAX, L"shmx#file-%016llx-%08lx%08lx",
+                   (unsigned long long)shmx_fnv1a64(vol, wcslen(vol) * sizeof(wchar_t)),
                    (unsigned long)fi.nFileIndexHigh, (unsigned long)fi.nFileIndexLow);
     }
     w->key[KEY_MAX - 1] = 0;
@@ -298,6 +307,29 @@ static shmx_status finish_map(win_region *w, const char *shown, const char *fina
     return SHMX_OK;
 }
 
+typedef struct {
+    void *base;
+    ULONG attributes;
+    LARGE_INTEGER size;
+} section_basic_info;
+typedef LONG(WINAPI *nt_query_section_fn)(HANDLE, int, void *, ULONG, ULONG *);
+
+/* The exact size of a section (a view's size is rounded up to pages). */
+static uint64_t section_size(HANDLE section, const void *view)
+{
+    static nt_query_section_fn query;
+    if (!query) {
+        HMODULE nt = GetModuleHandleW(L"ntdll.dll");
+        if (nt) query = (nt_query_section_fn)(void (*)(void))GetProcAddress(nt, "NtQuerySection");
+    }
+    section_basic_info info;
+    if (query && query(section, 0 /* SectionBasicInformation */, &info, (ULONG)sizeof info, NULL) == 0)
+        return (uint64_t)info.size.QuadPart;
+    MEMORY_BASIC_INFORMATION mbi;
+    if (VirtualQuery(view, &mbi, sizeof mbi) == sizeof mbi) return (uint64_t)mbi.RegionSize;
+    return 0;
+}
+
 shmx_status shmx_plat_create(const char *path, uint64_t size, uint32_t mode, shmx_map *out)
 {
     memset(out, 0, sizeof *out);
@@ -337,7 +369,17 @@ shmx_status shmx_plat_create(const char *path, uint64_t size, uint32_t mode, shm
                              "lasts until its last handle is closed)",
                              final);
         }
-        return finish_map(w, final, final, size, 1, out);
+        shmx_status st = finish_map(w, final, final, size, 1, out);
+        if (st == SHMX_OK) {
+            /* An opener learns the size from the section, which may round
+             * it up to whole pages (wine does): report the same figure. */
+            uint64_t seen = section_size(w->section, out->base);
+            if (seen > size && seen <= 0xFFFFFFFFull) {
+                w->size = seen;
+                out->size = seen;
+            }
+        }
+        return st;
     }
     final_name(path, final, sizeof final);
     wchar_t wpath[SHMX_PATH_MAX];
@@ -374,29 +416,6 @@ shmx_status shmx_plat_create(const char *path, uint64_t size, uint32_t mode, shm
     shmx_status st = finish_map(w, path, final, size, 1, out);
     if (st != SHMX_OK) DeleteFileW(wpath);
     return st;
-}
-
-typedef struct {
-    void *base;
-    ULONG attributes;
-    LARGE_INTEGER size;
-} section_basic_info;
-typedef LONG(WINAPI *nt_query_section_fn)(HANDLE, int, void *, ULONG, ULONG *);
-
-/* The exact size of a section (a view's size is rounded up to pages). */
-static uint64_t section_size(HANDLE section, const void *view)
-{
-    static nt_query_section_fn query;
-    if (!query) {
-        HMODULE nt = GetModuleHandleW(L"ntdll.dll");
-        if (nt) query = (nt_query_section_fn)(void (*)(void))GetProcAddress(nt, "NtQuerySection");
-    }
-    section_basic_info info;
-    if (query && query(section, 0 /* SectionBasicInformation */, &info, (ULONG)sizeof info, NULL) == 0)
-        return (uint64_t)info.size.QuadPart;
-    MEMORY_BASIC_INFORMATION mbi;
-    if (VirtualQuery(view, &mbi, sizeof mbi) == sizeof mbi) return (uint64_t)mbi.RegionSize;
-    return 0;
 }
 
 shmx_status shmx_plat_open(const char *path, int writable, shmx_map *out)
@@ -518,7 +537,12 @@ shmx_status shmx_plat_rename(const char *from, const char *to, int replace)
     /* Without MOVEFILE_REPLACE_EXISTING the move fails if `to` exists:
      * the exclusive publish. */
     if (MoveFileExW(wf, wt, replace ? MOVEFILE_REPLACE_EXISTING : 0)) return SHMX_OK;
-    FAIL_WIN(GetLastError(), "cannot name region '%s'", to);
+    DWORD e = GetLastError();
+    /* Windows says ERROR_ALREADY_EXISTS; wine may say access denied or
+     * nothing at all: look. */
+    if (!replace && GetFileAttributesW(wt) != INVALID_FILE_ATTRIBUTES)
+        return shmx_fail(SHMX_EEXIST, "cannot name region '%s': it exists", to);
+    FAIL_WIN(e, "cannot name region '%s'", to);
 }
 
 int shmx_plat_unlink(const char *path)
@@ -543,12 +567,12 @@ int shmx_plat_unlink_if_same(const char *path, const shmx_map *m)
     if (!w || !w->file) return -1;
     wchar_t wpath[SHMX_PATH_MAX];
     if (to_wide(path, wpath, SHMX_PATH_MAX) != 0) return -1;
-    HANDLE h = CreateFileW(wpath, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+    HANDLE h = CreateFileW(wpath, FILE_READ_ATTRIBUTES, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
                            OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
     if (h == INVALID_HANDLE_VALUE) return -1;
     BY_HANDLE_FILE_INFORMATION a, b;
+    /* Same directory entry's volume: the file index alone tells (see set_key). */
     int same = GetFileInformationByHandle(h, &a) && GetFileInformationByHandle(w->file, &b) &&
-               a.dwVolumeSerialNumber == b.dwVolumeSerialNumber &&
                a.nFileIndexHigh == b.nFileIndexHigh && a.nFileIndexLow == b.nFileIndexLow;
     CloseHandle(h);
     if (!same) return -1;
