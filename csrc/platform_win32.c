@@ -330,6 +330,28 @@ static uint64_t section_size(HANDLE section, const void *view)
     return 0;
 }
 
+/* ", its owner (pid N) is alive" for the refusal of a live name, read from
+ * the existing region's extension block when it has one (the POSIX path
+ * names the owner too, from the protocol's check of the old region; here
+ * the refusal comes first, so the platform reads the two fields itself). */
+static void describe_owner(HANDLE section, char *out, size_t cap)
+{
+    out[0] = 0;
+    const uint8_t *v = (const uint8_t *)MapViewOfFile(section, FILE_MAP_READ, 0, 0, 0);
+    if (!v) return;
+    const shmx_global_header *gh = (const shmx_global_header *)v;
+    const shmx_ext_header *ext = (const shmx_ext_header *)(v + SHMX_EXT_OFFSET);
+    if (section_size(section, v) >= SHMX_MIN_STATIC_OFFSET &&
+        __atomic_load_n(&gh->magic, __ATOMIC_ACQUIRE) == SHMX_MAGIC && ext->magic == SHMX_EXT_MAGIC) {
+        uint64_t pid = ext->owner_pid;
+        const char *state = __atomic_load_n(&ext->closed, __ATOMIC_ACQUIRE) ? "closed it"
+                            : shmx_plat_pid_alive(pid, ext->owner_start) == SHMX_DEAD ? "is dead"
+                                                                                     : "is alive";
+        snprintf(out, cap, ", its owner (pid %llu) %s", (unsigned long long)pid, state);
+    }
+    UnmapViewOfFile(v);
+}
+
 shmx_status shmx_plat_create(const char *path, uint64_t size, uint32_t mode, shmx_map *out)
 {
     memset(out, 0, sizeof *out);
@@ -363,11 +385,13 @@ shmx_status shmx_plat_create(const char *path, uint64_t size, uint32_t mode, shm
             FAIL_WIN(e, "cannot create '%s'", final);
         }
         if (e == ERROR_ALREADY_EXISTS) {
+            char owner[96];
+            describe_owner(w->section, owner, sizeof owner);
             region_free(w);
             return shmx_fail(SHMX_EEXIST,
-                             "cannot create '%s': a region of that name is open (on Windows it "
+                             "cannot create '%s': a region of that name is open%s (on Windows it "
                              "lasts until its last handle is closed)",
-                             final);
+                             final, owner);
         }
         shmx_status st = finish_map(w, final, final, size, 1, out);
         if (st == SHMX_OK) {

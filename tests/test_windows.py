@@ -102,10 +102,6 @@ def test_legacy_cpp_peer_under_wine(wine: Wine, tmp_path: Path) -> None:
 WINDOWS_DIFFERS = {
     "test_api.py::test_create_returns_true_and_header_describes_region":
         "asserts a file in /dev/shm; on Windows the region is a named mapping",
-    "test_api.py::test_create_on_a_live_name_names_the_owner":
-        "CreateFileMappingW refuses a live name before the owner can be read: the message "
-        "says the name is open, not whose it is",
-    "test_features.py::test_serve_on_live_name_raises_file_exists": "the same",
     "test_features.py::test_get_latest_stream_new_only_frame_id_and_same_dict_while_unchanged":
         "re-creates the name while the test still holds views of the old region; on Windows "
         "a mapping lives as long as any view of it, so the name is still taken",

@@ -278,6 +278,9 @@ static void test_pagefile_region(void)
     CHECK(mapping_exists(name));
     CHECK_ST(shmx_server_create(name, &cfg, &s2), SHMX_EEXIST);
     CHECK_ERR_HAS("is open");
+    char owner[64];
+    snprintf(owner, sizeof owner, "its owner (pid %lu) is alive", (unsigned long)GetCurrentProcessId());
+    CHECK_ERR_HAS(owner);
     CHECK(s2 == NULL);
 
     shmx_client *c = NULL;
