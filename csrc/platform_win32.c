@@ -569,6 +569,19 @@ shmx_status shmx_plat_rename(const char *from, const char *to, int replace)
     FAIL_WIN(e, "cannot name region '%s'", to);
 }
 
+/* Remove a file's name now.  Windows keeps a deleted file's name until its
+ * last handle is closed (and a new file of that name cannot be created
+ * meanwhile), so the file is first renamed out of the way, then deleted. */
+static int delete_now(const wchar_t *wpath)
+{
+    wchar_t aside[SHMX_PATH_MAX + 64];
+    _snwprintf(aside, sizeof aside / sizeof aside[0], L"%ls~shmx-gone-%lu-%08x", wpath,
+               (unsigned long)GetCurrentProcessId(), (unsigned)shmx_plat_random64());
+    aside[sizeof aside / sizeof aside[0] - 1] = 0;
+    if (MoveFileExW(wpath, aside, 0)) return DeleteFileW(aside) ? 0 : -1;
+    return DeleteFileW(wpath) ? 0 : -1;
+}
+
 int shmx_plat_unlink(const char *path)
 {
     wchar_t wpath[SHMX_PATH_MAX];
@@ -581,7 +594,7 @@ int shmx_plat_unlink(const char *path)
         CloseHandle(h);
         return -1;
     }
-    return DeleteFileW(wpath) ? 0 : -1;
+    return delete_now(wpath);
 }
 
 int shmx_plat_unlink_if_same(const char *path, const shmx_map *m)
@@ -600,7 +613,7 @@ int shmx_plat_unlink_if_same(const char *path, const shmx_map *m)
                a.nFileIndexHigh == b.nFileIndexHigh && a.nFileIndexLow == b.nFileIndexLow;
     CloseHandle(h);
     if (!same) return -1;
-    return DeleteFileW(wpath) ? 0 : -1;
+    return delete_now(wpath);
 }
 
 unsigned shmx_plat_remove_stale_temps(const char *region_path)

@@ -8,7 +8,9 @@ TARGET=mingw``) and run under wine64, from the same pytest run.
   separate processes (lock step over frames and control rings), a reader
   blocked in another process woken by a publish, TerminateProcess of a
   producer (idle and mid-publish) and of a reader;
-- tests/c/test_stress_frames.c and test_stress_control.c, unchanged, over
+- tests/c/test_api.c with regions as files in SHMX_DIR (its fork() parts
+  are POSIX-only; test_win32.c has the process tests for Windows), and
+  tests/c/test_stress_frames.c and test_stress_control.c, unchanged, over
   winpthreads;
 - a shmx 1.0.1 C++ peer (tests/legacy_cpp/win_peer.cpp, built with the
   mingw C++ compiler from the 1.0.1 sdist's headers) exchanging frames,
@@ -34,9 +36,10 @@ from _clib import TESTS_C, leftovers, run
 from _wine import (MINGW_CC, MINGW_CXX, WinPython, Wine, build_mingw_library, compile_mingw,
                    legacy_headers, missing_tools, win_path, windows_python, wine_session)
 
-# program -> (seconds it may take, link against the DLL rather than the static library)
-PROGRAMS = {"test_win32": (120, True), "test_stress_frames": (120, False),
-            "test_stress_control": (120, False)}
+# program -> (seconds it may take, link against the DLL rather than the static library,
+# regions as files in a directory (SHMX_DIR) rather than named mappings)
+PROGRAMS = {"test_win32": (120, True, False), "test_api": (120, False, True),
+            "test_stress_frames": (120, False, False), "test_stress_control": (120, False, False)}
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +63,18 @@ def test_mingw_build(wine: Wine) -> None:
 
 @pytest.mark.parametrize("program", list(PROGRAMS))
 def test_c_program_under_wine(program: str, wine: Wine, tmp_path: Path) -> None:
-    seconds, dll = PROGRAMS[program]
+    seconds, dll, in_dir = PROGRAMS[program]
     build = build_mingw_library(wine)
     exe = compile_mingw([TESTS_C / f"{program}.c"], tmp_path / f"{program}.exe", build, dll=dll)
     prefix = f"shmxtest-w-{uuid.uuid4().hex[:8]}-"
-    proc = wine.run([exe], timeout=seconds, cwd=tmp_path,
-                    env={"SHMX_TEST_PREFIX": prefix, "SHMX_TEST_SECONDS": "1.5"})
+    env = {"SHMX_TEST_PREFIX": prefix, "SHMX_TEST_SECONDS": "1.5"}
+    shm = tmp_path / "shm"
+    if in_dir:
+        # test_api checks its regions as files (stat, junk files under a
+        # region's name): file-backed mode, the rest as on Linux.
+        shm.mkdir()
+        env["SHMX_DIR"] = win_path(shm)
+    proc = wine.run([exe], timeout=seconds, cwd=tmp_path, env=env)
     print(proc.stdout)
     print(proc.stderr[-4000:])
     assert proc.returncode == 0, (f"{program} exited with {proc.returncode}\n--- stdout\n"
@@ -76,6 +85,8 @@ def test_c_program_under_wine(program: str, wine: Wine, tmp_path: Path) -> None:
     for line in re.findall(r"^child \w+: .*$", proc.stderr, re.M):
         assert line.endswith(", 0 failed"), line
     assert not leftovers(prefix)
+    if in_dir:
+        assert sorted(p.name for p in shm.iterdir()) == [], "regions or temporaries left behind"
 
 
 def test_legacy_cpp_peer_under_wine(wine: Wine, tmp_path: Path) -> None:
