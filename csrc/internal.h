@@ -11,7 +11,11 @@
 #include "layout.h"
 #include "platform.h"
 
-#if defined(__GNUC__)
+#if defined(__MINGW32__)
+/* MinGW builds with __USE_MINGW_ANSI_STDIO (C99 printf): check against that. */
+#define SHMX_PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#define SHMX_HIDDEN
+#elif defined(__GNUC__)
 #define SHMX_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define SHMX_HIDDEN __attribute__((visibility("hidden")))
 #else

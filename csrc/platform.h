@@ -1,6 +1,6 @@
 /*
  * platform.h - what libshmx needs from the operating system.  One file per
- * OS implements it (platform_posix.c today).
+ * OS implements it: platform_posix.c, platform_win32.c.
  */
 #ifndef SHMX_PLATFORM_H
 #define SHMX_PLATFORM_H
@@ -12,7 +12,7 @@
 #define SHMX_PATH_MAX 512
 
 typedef struct shmx_map {
-    int fd;
+    int fd;          /* POSIX: the file descriptor; Windows: a handle-table index; -1: none */
     uint8_t *base;
     uint64_t size;
     int writable;
@@ -65,6 +65,10 @@ shmx_status shmx_plat_rename(const char *from, const char *to, int replace);
 int shmx_plat_unlink(const char *path);
 /* 1 when `path` names the file mapped (or held) by m. */
 int shmx_plat_same_file(const char *path, const shmx_map *m);
+/* Remove the name `path` only if it still refers to the region mapped by
+ * `m` (a successor may have taken the name); 0 when removed or when the OS
+ * removes it by itself with the last handle (Windows named mappings). */
+int shmx_plat_unlink_if_same(const char *path, const shmx_map *m);
 /* Remove "<region_path>~shmx-new-<pid>-*" files left by creators that died
  * (kill -9) before naming their region: those whose liveness lock nobody
  * holds (a creator locks its file at once).  Returns how many. */

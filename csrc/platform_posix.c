@@ -391,6 +391,11 @@ int shmx_plat_same_file(const char *path, const shmx_map *m)
            a.st_dev == b.st_dev;
 }
 
+int shmx_plat_unlink_if_same(const char *path, const shmx_map *m)
+{
+    return shmx_plat_same_file(path, m) ? shmx_plat_unlink(path) : -1;
+}
+
 unsigned shmx_plat_remove_stale_temps(const char *region_path)
 {
     /* Split "<dir>/<name>"; the temporary names are "<name>~shmx-new-<pid>-<hex>". */

@@ -364,7 +364,7 @@ static void server_close(shmx_server *s, int unmap, int unlink_name)
         s->wake = NULL;
         /* Unlink only if the name still refers to our file (we hold its
          * lock, so nobody else can have renamed over it meanwhile). */
-        if (unlink_name && shmx_plat_same_file(s->r.path, &s->r.map)) shmx_plat_unlink(s->r.path);
+        if (unlink_name) (void)shmx_plat_unlink_if_same(s->r.path, &s->r.map);
         shmx_plat_unlock(s->r.map.fd, SHMX_LOCK_SERVER);
     }
     if (unmap) {

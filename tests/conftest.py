@@ -8,7 +8,9 @@ from typing import Callable, Iterator, List
 
 import pytest
 
-SHM_DIR = os.environ.get("SHMX_DIR") or "/dev/shm"
+# Windows keeps regions as named mappings, not files: no directory to watch
+# unless SHMX_DIR selects file-backed regions.
+SHM_DIR = os.environ.get("SHMX_DIR") or ("/dev/shm" if os.name != "nt" else "")
 PREFIX = "shmxtest-"
 
 

@@ -776,7 +776,8 @@ def _can_drop_dac() -> bool:
                                capture_output=True).returncode == 0)
 
 
-@pytest.mark.skipif(not (os.geteuid() != 0 or _can_drop_dac()), reason="cannot test permissions here")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or not (os.geteuid() != 0 or _can_drop_dac()),
+                    reason="cannot test permissions here (POSIX file modes)")
 def test_permission_denied(shm_dir: str, unique_name: Callable[[str], str]) -> None:
     name = unique_name("perm")
     server = serve_images(name, shm_dir, frames=1)
