@@ -9,7 +9,6 @@
 #include "shmx_test.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <sys/stat.h>
@@ -21,6 +20,7 @@
 #define T_POSIX 0
 #define T_MKDIR(dir) mkdir(dir)
 #else
+#include <poll.h>
 #include <sys/wait.h>
 #define T_POSIX 1
 #define T_MKDIR(dir) mkdir(dir, 0700)
@@ -1562,6 +1562,7 @@ static void test_thread_local_error_and_dir(void)
     CHECK(rmdir(dir) == 0); /* fails if the region was left behind */
 }
 
+#if T_POSIX /* fork(), poll() and the wake fds: POSIX (the wake fds: Linux) */
 /* ----------------------------------------------------------------- fork */
 
 /* What fork() does (shmx.h): every handle made before it is dead in the
@@ -1743,6 +1744,8 @@ static void test_wait_fd_and_history(void)
     CHECK_ST(shmx_client_arm_fd(NULL), SHMX_EINVAL);
 }
 
+#endif
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -1763,7 +1766,9 @@ int main(void)
     test_write_static();
     test_corrupt_and_legacy();
     test_thread_local_error_and_dir();
+#if T_POSIX
     test_fork();
     test_wait_fd_and_history();
+#endif
     return t_finish("test_api");
 }
