@@ -27,6 +27,8 @@ _detail = ffi.string
 _NULL = ffi.NULL
 
 Frame = Dict[str, Any]
+# How often an asyncio wait looks where there is no wake channel (Windows).
+_POLL_S = 0.002
 # shmx_frame_info's fields in order: struct_size, payload_bytes, tlv_count,
 # stream_count, frame_id, sim_time, dropped, layout_id.
 _FRAME_INFO = struct_unpacker("shmx_frame_info")
@@ -453,18 +455,26 @@ class Client:
                 self.last_error = (f"the server of '{self._name}' is gone (destroyed, or its "
                                    "process died) and no new server has taken the name")
                 return None
-            if st != lib.SHMX_EAGAIN:
-                self._fail(st)
-                return None
             fd = ffi.new("int *")
-            if lib.shmx_client_wait_fd(c, fd) != 0:
-                self._fail(lib.SHMX_ECLOSED)
+            no_channel = st == lib.SHMX_ESYS or (st == lib.SHMX_EAGAIN and lib.shmx_client_wait_fd(c, fd) != 0)
+            if st not in (lib.SHMX_EAGAIN, lib.SHMX_ESYS):
+                self._fail(st)
                 return None
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 self._last_status = lib.SHMX_ETIMEDOUT
                 self._err = f"await_frame: no new frame in '{self._name}' within {timeout} s"
                 return None
+            if no_channel:
+                # No wake channel here (Windows, or another network
+                # namespace than the server's): look again soon, still
+                # without a thread.
+                if lib.shmx_client_wait(c, 0) == 0:
+                    frame = self.get_latest_frame()
+                    if frame is not None:
+                        return frame
+                await asyncio.sleep(_POLL_S if left is None else min(_POLL_S, left))
+                continue
             await wait_readable(int(fd[0]), left, self._async_waiters)
 
     async def aframes(self, timeout: Optional[float] = None) -> AsyncIterator[Frame]:

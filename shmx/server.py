@@ -598,18 +598,20 @@ class Server:
             st = lib.shmx_server_arm_control_fd(self._s)
             if st == 0:
                 continue
-            if st != lib.SHMX_EAGAIN:
-                self._set_error(st, "await_control")
-                return []
             fd = ffi.new("int *")
-            if lib.shmx_server_control_fd(self._s, fd) != 0:
-                self._set_error(lib.SHMX_ESYS, "await_control")
+            no_channel = st == lib.SHMX_ESYS or (st == lib.SHMX_EAGAIN and
+                                                 lib.shmx_server_control_fd(self._s, fd) != 0)
+            if st not in (lib.SHMX_EAGAIN, lib.SHMX_ESYS):
+                self._set_error(st, "await_control")
                 return []
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 self._last_status = lib.SHMX_ETIMEDOUT
                 self.last_error = f"await_control: no control message within {timeout} s"
                 return []
+            if no_channel:  # no wake channel here (Windows): look again soon, no thread
+                await asyncio.sleep(0.002 if left is None else min(0.002, left))
+                continue
             await wait_readable(int(fd[0]), left, self._async_waiters)
         self._set_error(lib.SHMX_ECLOSED, "await_control")
         return []

@@ -45,6 +45,9 @@ def _publish_later(name: str, delay: float, values: list) -> None:
 
 def _asleep_in_futex(pid: int) -> bool:
     task = f"/proc/{pid}/task/{pid}"
+    if not os.path.isdir(task):  # no /proc (Windows): give it time to go to sleep
+        time.sleep(0.2)
+        return True
     with open(task + "/wchan") as f:
         wchan = f.read()
     with open(task + "/stat") as f:
