@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "shmx.h"
+#include "fuzz_dir.h"
 #include "layout.h"
 
 /* Keep in step with tools/fuzz/make_seeds.py (CONTROL_CONFIG). */
@@ -29,18 +30,6 @@
 #define F_FRAME_CAP 64u
 #define F_CONTROL 128u
 
-static char g_dir[256];
-
-static void cleanup(void)
-{
-    if (g_dir[0]) {
-        char p[320];
-        snprintf(p, sizeof p, "%s/ctl", g_dir);
-        unlink(p);
-        rmdir(g_dir);
-    }
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -48,14 +37,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *base = getenv("SHMX_FUZZ_TMP");
-    if (!base || !*base) base = "/tmp";
-    snprintf(g_dir, sizeof g_dir, "%s/shmxfuzz-XXXXXX", base);
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        abort();
-    }
-    atexit(cleanup);
+    fuzz_dir_init("ctl");
     return 0;
 }
 

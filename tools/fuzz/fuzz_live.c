@@ -23,16 +23,7 @@
 #include <unistd.h>
 
 #include "shmx.h"
-
-static char g_dir[256];
-
-static void cleanup(void)
-{
-    char path[320];
-    snprintf(path, sizeof path, "%s/live", g_dir);
-    unlink(path);
-    if (g_dir[0]) rmdir(g_dir);
-}
+#include "fuzz_dir.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -41,14 +32,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *base = getenv("SHMX_FUZZ_TMP");
-    if (!base || !*base) base = "/tmp";
-    snprintf(g_dir, sizeof g_dir, "%s/shmxfuzz-live-XXXXXX", base);
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        abort();
-    }
-    atexit(cleanup);
+    fuzz_dir_init("live");
     return 0;
 }
 

@@ -20,15 +20,7 @@
 #include <unistd.h>
 
 #include "shmx.h"
-
-static char g_dir[256];
-static char g_path[320];
-
-static void cleanup(void)
-{
-    if (g_path[0]) unlink(g_path);
-    if (g_dir[0]) rmdir(g_dir);
-}
+#include "fuzz_dir.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -37,15 +29,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *base = getenv("SHMX_FUZZ_TMP");
-    if (!base || !*base) base = "/tmp";
-    snprintf(g_dir, sizeof g_dir, "%s/shmxfuzz-XXXXXX", base);
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        abort();
-    }
-    snprintf(g_path, sizeof g_path, "%s/region", g_dir);
-    atexit(cleanup);
+    fuzz_dir_init("region");
     return 0;
 }
 
