@@ -494,7 +494,7 @@ def _create(name: str, r: Dict[str, Any], args: argparse.Namespace, shm_dir: str
 
 
 def _play(plan: Plan, servers: List[Server], names: List[str], args: argparse.Namespace) -> int:
-    from ._record import RecordedFrame, _linger, _publish, _wait_first_read, _wait_for_readers
+    from ._record import RecordedFrame, _linger, _publish, _wait_first_read, _wait_for_readers, pace
     stop_on_sigterm()
     progress = Progress(enabled=not args.quiet)
     published, passes = 0, 0
@@ -514,10 +514,7 @@ def _play(plan: Plan, servers: List[Server], names: List[str], args: argparse.Na
                 if args.rate > 0:
                     if first_t is None:
                         first_t = fr.t_ns
-                    due = pass_start + (fr.t_ns - first_t) / 1e9 / args.rate
-                    pause = due - time.monotonic()
-                    if pause > 0:
-                        time.sleep(pause)
+                    pass_start = pace(pass_start, fr.t_ns - first_t, args.rate)
                     last_t = fr.t_ns
                 server = servers[fr.region]
                 _publish(server, RecordedFrame(fr.frame_id, fr.sim_time, fr.t_ns, 0, fr.streams))

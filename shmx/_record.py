@@ -375,6 +375,20 @@ def _publish(server: Server, frame: RecordedFrame) -> None:
         raise CliError(f"cannot replay frame {frame.frame_id}: {server.last_error}")
 
 
+def pace(pass_start: float, since_first_ns: int, rate: float) -> float:
+    """Sleep until a frame recorded ``since_first_ns`` after the pass's
+    first one is due at ``rate`` x speed; returns the pass start to use
+    from now on.  A timestamp far ahead (a damaged or crafted file) costs at
+    most MAX_PAUSE_S, not years: the pass start moves up instead."""
+    pause = pass_start + since_first_ns / 1e9 / rate - time.monotonic()
+    if pause > MAX_PAUSE_S:
+        pass_start -= pause - MAX_PAUSE_S
+        pause = MAX_PAUSE_S
+    if pause > 0:
+        time.sleep(pause)
+    return pass_start
+
+
 def _wait_for_readers(server: Server, count: int, deadline: float) -> None:
     while server.get_header_info()["readers_connected"] < count:
         if time.monotonic() >= deadline:
@@ -450,15 +464,7 @@ def _play(rec: Recording, args: argparse.Namespace, shm_dir: str) -> int:
                 if args.rate > 0:
                     if first_t is None:
                         first_t = frame.t_ns
-                    due = pass_start + (frame.t_ns - first_t) / 1e9 / args.rate
-                    pause = due - time.monotonic()
-                    if pause > MAX_PAUSE_S:
-                        # A timestamp far ahead (a damaged or crafted file)
-                        # must not stall the replay for years.
-                        pass_start -= pause - MAX_PAUSE_S
-                        pause = MAX_PAUSE_S
-                    if pause > 0:
-                        time.sleep(pause)
+                    pass_start = pace(pass_start, frame.t_ns - first_t, args.rate)
                     last_t = frame.t_ns
                 _publish(server, frame)
                 published += 1
