@@ -662,9 +662,7 @@ shmx_status shmx_server_publish_streams(shmx_server *s, const shmx_stream_data *
     if (st != SHMX_OK) return st;
     if (count && !streams) return shmx_fail(SHMX_EINVAL, "publish: streams is NULL");
     /* Refuse bad input before a slot is claimed: claiming one gives up the
-     * oldest published frame.  `appended` marks ids seen in this call with
-     * a generation no frame uses (the next one's). */
-    const uint32_t mark = s->gen + 1u ? s->gen + 1u : 1u;
+     * oldest published frame. */
     uint64_t need = 0;
     for (uint32_t i = 0; i < count; i++) {
         const shmx_stream_data *d = &streams[i];
@@ -672,13 +670,9 @@ shmx_status shmx_server_publish_streams(shmx_server *s, const shmx_stream_data *
         if (!e)
             return shmx_fail(SHMX_ESTREAM, "publish: stream %u (id %u) is not in the schema of '%s'", i,
                              d->stream_id, s->r.name);
-        uint32_t idx = (uint32_t)(e - s->schema.e);
-        if (s->appended[idx] == mark) {
-            for (uint32_t j = 0; j < s->schema.count; j++)
-                if (s->appended[j] == mark) s->appended[j] = 0;
-            return shmx_fail(SHMX_EDUP, "publish: stream '%s' (id %u) is given twice", e->name, d->stream_id);
-        }
-        s->appended[idx] = mark;
+        for (uint32_t j = 0; j < i; j++) /* a frame holds a few streams: a scan is cheapest */
+            if (streams[j].stream_id == d->stream_id)
+                return shmx_fail(SHMX_EDUP, "publish: stream '%s' (id %u) is given twice", e->name, d->stream_id);
         uint32_t bpe = e->info.bytes_per_elem;
         st = SHMX_OK;
         if (!d->data && d->bytes)
@@ -694,17 +688,11 @@ shmx_status shmx_server_publish_streams(shmx_server *s, const shmx_stream_data *
             st = shmx_fail(SHMX_ETOOBIG, "publish: with stream '%s' (id %u) the frame would hold %llu bytes with "
                            "its framing, the slot holds %u", e->name, d->stream_id, (unsigned long long)need,
                            s->r.slot_payload_cap);
-        if (st != SHMX_OK) {
-            for (uint32_t j = 0; j < s->schema.count; j++)
-                if (s->appended[j] == mark) s->appended[j] = 0;
-            return st;
-        }
+        if (st != SHMX_OK) return st;
     }
     uint64_t frame;
-    st = shmx_server_begin_frame(s, &frame); /* gen is now `mark`: the marks read as "in this frame" */
+    st = shmx_server_begin_frame(s, &frame);
     if (st != SHMX_OK) return st;
-    for (uint32_t j = 0; j < s->schema.count; j++)
-        if (s->appended[j] == mark) s->appended[j] = 0;
     for (uint32_t i = 0; i < count && st == SHMX_OK; i++) {
         const shmx_stream_data *d = &streams[i];
         const shmx_schema_entry *e = shmx_schema_find(&s->schema, d->stream_id);
