@@ -28,12 +28,35 @@ _NULL = ffi.NULL
 StreamKey = Union[int, str]
 
 
-def _server_of(me: "weakref.ref[Server]") -> "Server":
-    """The Server behind a kept publish_stream closure."""
+def _server_of(me: "weakref.ref[Server]", call: str) -> "Server":
+    """The Server behind a kept hot builtin (see _bind_hot)."""
     server = me()
     if server is None:
-        raise error_for(lib.SHMX_ECLOSED, "publish_stream: its Server was garbage-collected (destroyed)")
+        raise error_for(lib.SHMX_ECLOSED, f"{call}: its Server was garbage-collected (destroyed)")
     return server
+
+
+# The calls _hot.h runs as builtins, in its HOT_* order.
+_HOT_NAMES = ("begin_frame", "append_stream", "publish_frame", "publish", "publish_stream")
+_hot_docs: Optional[tuple] = None
+
+
+def _hot_doc(fn: Callable[..., Any]) -> bytes:
+    """A builtin's __text_signature__ and docstring: the Python method's."""
+    import inspect
+    sig = inspect.signature(fn)
+    params = [p.replace(annotation=p.empty) for p in list(sig.parameters.values())[1:]]
+    text = sig.replace(parameters=params, return_annotation=sig.empty)
+    return f"{fn.__name__}{text}\n--\n\n{inspect.getdoc(fn)}".encode()
+
+
+def _slow_call(me: "weakref.ref[Server]", method: Callable[..., Any]) -> Callable[..., Any]:
+    """What a hot builtin hands a call it does not take itself to."""
+    name = method.__name__.strip("_").replace("_refused", "")
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        return method(_server_of(me, name), *args, **kwargs)
+    return slow
 
 
 class Server:
@@ -121,14 +144,60 @@ class Server:
         self._name = raw_name.decode("utf-8", "replace").lstrip("/")
         self._load_schema()
         self._msgbuf = ffi.new("char[]", max(self.get_header_info()["control_per_reader"], 16))
-        if type(self).publish_stream is Server.publish_stream:  # not overridden
-            self.publish_stream = self._bound_publish_stream()  # type: ignore[method-assign]
+        self._bind_hot()
         self.last_error = ""
         return True
 
+    def _bind_hot(self) -> None:
+        """Shadow the hot calls by this instance's builtins (shmx/_hot.h):
+        exact-type calls run in C with no Python frame, everything else goes
+        to the methods below.  Made once per Server; they follow it across
+        destroy() and create() (``_hot.s`` is the open handle or NULL)."""
+        global _hot_docs
+        if self._hot is None:
+            cls = type(self)
+            if _hot_docs is None:
+                lib.pyshmx_hot_install()
+                _hot_docs = tuple(_hot_doc(getattr(Server, n)) for n in _HOT_NAMES)
+            from ._shmx import _hot_bind  # type: ignore[attr-defined]  # put there by pyshmx_hot_install
+            me = weakref.ref(self)
+            slow = [getattr(cls, n) for n in _HOT_NAMES] + [getattr(cls, f"_{n}_refused") for n in _HOT_NAMES]
+            addr, *fns = _hot_bind(tuple(_slow_call(me, fn) for fn in slow), self._ids, _hot_docs)
+            self._hot = ffi.cast("pyshmx_hot *", addr)  # alive while the builtins are
+            self._hot_fns = fns
+            for n, fn in zip(_HOT_NAMES, fns):
+                if getattr(cls, n) is getattr(Server, n):  # not overridden by a subclass
+                    self.__dict__[n] = fn
+        self._hot.s = self._s
+        self._hot.loans = 0
+
+    # What a hot builtin calls when the C library refused (status first, then
+    # the call's arguments): the methods' own failure handling.
+    def _begin_frame_refused(self, st: int) -> None:
+        self._set_error(st, "begin_frame")
+
+    def _append_stream_refused(self, st: int, frame_handle: Any, *_: Any) -> bool:
+        self._set_error(st, "append_stream")
+        self._explain_handle(st, "append_stream", frame_handle)
+        return False
+
+    def _publish_frame_refused(self, st: int, frame_handle: Any, *_: Any) -> bool:
+        self._set_error(st, "publish_frame")
+        self._explain_handle(st, "publish_frame", frame_handle)
+        return False
+
+    def _publish_refused(self, st: int, *_: Any) -> None:
+        self._raise_if(st, "publish")
+
+    def _publish_stream_refused(self, st: int, *_: Any) -> None:
+        self._raise_if(st, "publish_stream")
+
     def _load_schema(self) -> None:
-        self._ids = {spec["name"]: spec["id"] for spec in self.get_streams_info()}
-        self._bpe = {spec["id"]: spec["bytes_per_elem"] for spec in self.get_streams_info()}
+        # In place: the hot builtins look names up in this very dict.
+        streams = self.get_streams_info()
+        self._ids.clear()
+        self._ids.update({spec["name"]: spec["id"] for spec in streams})
+        self._bpe = {spec["id"]: spec["bytes_per_elem"] for spec in streams}
 
     @staticmethod
     def _config(slots: int, reader_slots: int, static_bytes_cap: int, frame_bytes_cap: int,
@@ -220,7 +289,8 @@ class Server:
             lib.shmx_server_close(s)
         else:
             lib.shmx_server_close_keep_name(s)
-        self.__dict__.pop("publish_stream", None)
+        if self._hot is not None:
+            self._hot.s = _NULL  # before the handle can be freed: kept builtins go the slow way
         self._destroyed = True
         self._s = None
         self._mv = None
@@ -297,6 +367,8 @@ class Server:
         off = int(ffi.cast("uintptr_t", ptr[0])) - int(ffi.cast("uintptr_t", self._owner))
         view = self._mv[off:off + elem_count * self._bpe.get(stream_id, 0)]
         self._loans.append(view)
+        if self._hot is not None:
+            self._hot.loans = 1
         return view
 
     def loan_array(self, frame_handle: Any, stream_id: int, elem_count: int) -> Any:
@@ -398,47 +470,9 @@ class Server:
         is any C-contiguous buffer; its element count follows from the
         stream's ``bytes_per_elem``.  A frame left open by ``begin_frame()``
         is abandoned.  Raises a ``ShmxError`` subclass on any refusal."""
-        # After create() the instance's own publish_stream (built by
-        # _bound_publish_stream) shadows this method, unless a subclass
-        # overrides it.
         if self._loans:
             self._revoke_loans()
         self._raise_if(self._publish_stream_any(stream, data, sim_time, self._s), "publish_stream")
-
-    def _bound_publish_stream(self) -> Callable[..., None]:
-        """publish_stream for this region, as a closure: a producer that
-        publishes once per period runs it with cold caches, where each
-        Python object touched costs (a method call and the attribute
-        lookups on ``self`` made it slower than a hand-written seqlock ring
-        in tools/bench.py's latency run).  It holds the C handle and its
-        owner, so one kept after destroy() raises ServerGoneError, never
-        touches freed memory, and one kept across a new create() publishes
-        into the new region; ``self`` only weakly, so no reference cycle
-        keeps the mapping alive."""
-        c_publish, handle, loans, me = _publish_stream, self._s, self._loans, weakref.ref(self)
-        owner = self._owner
-        int_, bytes_ = int, bytes
-
-        def publish_stream(stream: StreamKey, data: Any, sim_time: float = 0.0) -> None:
-            if loans:
-                _server_of(me)._revoke_loans()
-            if stream.__class__ is int_ and data.__class__ is bytes_:
-                try:  # as they are: bytes by pointer
-                    if c_publish(handle, stream, data, len(data), sim_time) == 0:
-                        return
-                except (TypeError, OverflowError):  # sim_time, an id out of range
-                    pass
-            # Everything else (names, other buffers, refusals) with the same
-            # checks and messages as the method.
-            server = _server_of(me)
-            if server._s is not handle and server._s is not None:
-                server.publish_stream(stream, data, sim_time)  # created again since
-            else:
-                server._raise_if(server._publish_stream_any(stream, data, sim_time, handle), "publish_stream")
-        publish_stream.__doc__ = Server.publish_stream.__doc__
-        publish_stream.__qualname__ = "Server.publish_stream"
-        publish_stream._owner = owner  # type: ignore[attr-defined]  # keeps `handle` allocated
-        return publish_stream
 
     def _raise_if(self, st: int, call: str) -> None:
         if st != 0:
@@ -670,6 +704,7 @@ class Server:
     # ------------------------------------------------------------- helpers
     _last_status: int = 0
     _destroyed = False
+    _hot: Any = None  # the hot builtins' state (pyshmx_hot *), from the first create()
 
     def _set_error(self, st: int, call: Optional[str] = None) -> None:
         detail = status_message(st)
@@ -711,6 +746,8 @@ class Server:
             except BufferError:
                 pass  # exported further (e.g. to numpy): cannot be revoked
         self._loans.clear()
+        if self._hot is not None:
+            self._hot.loans = 0
 
     def __enter__(self) -> "Server":
         return self
