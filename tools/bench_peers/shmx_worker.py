@@ -206,8 +206,11 @@ def micro(cfg):
         latest_ns = time_loop(client.get_latest_frame, min_s)
         res = {"publish3_ns": publish_ns, "get_latest_frame_ns": latest_ns}
         if hasattr(server, "publish"):
-            data = {1: a, 2: b, 3: c}
-            res["publish_dict_ns"] = time_loop(lambda: server.publish(data, 0.0), min_s)
+            data, pub = {1: a, 2: b, 3: c}, server.publish
+
+            def publish_dict():  # shaped like publish3: a bound method in a local
+                pub(data, 0.0)
+            res["publish_dict_ns"] = time_loop(publish_dict, min_s)
         if not LEGACY:
             # The C call alone, through cffi (what the Python layer adds is
             # the difference to get_latest_frame_ns).
@@ -217,6 +220,15 @@ def micro(cfg):
             h = client._c
             fn = lib.shmx_client_latest
             res["cffi_latest_ns"] = time_loop(lambda: fn(h, fi), min_s)
+            # A bare cffi call (no arguments): the floor of any Python call into C.
+            res["cffi_call_ns"] = time_loop(lib.shmx_version_number, min_s)
+            # One append_stream: begin + append less begin (each begin_frame
+            # abandons the frame the one before opened).
+            res["begin_frame_ns"] = time_loop(begin, min_s)
+
+            def begin_append():
+                append(begin(), 3, c, 10)
+            res["append_stream_ns"] = max(time_loop(begin_append, min_s) - res["begin_frame_ns"], 0.0)
         emit(ev="result", role="micro", idx=0, **res)
     finally:
         client.close()
