@@ -59,11 +59,13 @@ DELIVERY_MODES = ("latest", "reliable")
 
 _MAGIC = b"SHXB"
 _VERSION = 1
-_FRAME, _SCHEMA, _GONE = ord("F"), ord("S"), ord("G")
+_FRAME, _SCHEMA, _GONE, _BATCH = ord("F"), ord("S"), ord("G"), ord("B")
 # magic, version, kind, stream count / delivery, source session id
 _HEAD = struct.Struct("<4sBBHQ")
 # + frame id, sim_time, dropped before it, static directory length; then
-# (stream id, elem_count, bytes) per stream
+# (stream id, elem_count, bytes) per stream.  A batch (kind B, stream count
+# field = frame count) is a _HEAD followed by that many frame records, its
+# payload the frames' bytes one after the other.
 _FRAME_HEAD = "<4sBBHQQdQI"
 _FRAME_FIXED = struct.calcsize(_FRAME_HEAD)
 _STREAM = struct.Struct("<III")
@@ -199,6 +201,7 @@ class BridgeOut(_Runner):
         self._lock = threading.Lock()
         self._schema: Optional[Tuple[bytes, bytes]] = None  # (attachment, payload) for the queryable
         self._frames = self._bytes = self._dropped = self._schemas = self._sources = 0
+        self._batches = 0
         cfg = zenoh_config(config, listen=listen, connect=connect, mode=mode,
                            multicast_scouting=multicast_scouting)
         self.session = zenoh.open(cfg)
@@ -270,6 +273,7 @@ class BridgeOut(_Runner):
         handle: Any = None  # the C handle the schema was sent for
         up = False
         limit = frames
+        send = self._send_frames if reliable else self._send_frame
         while not stop.is_set() and (end is None or time.monotonic() < end) \
                 and (limit is None or self._frames < limit):
             if not c.is_open():
@@ -297,7 +301,7 @@ class BridgeOut(_Runner):
             if not up:
                 self._source_up()
                 up = True
-            self._send_frame(frame)
+            send(frame, None if limit is None else limit - self._frames)
         return self.stats
 
     # After a frame, look again for this long before sleeping on the futex:
@@ -321,13 +325,69 @@ class BridgeOut(_Runner):
             frame = c.wait_next(0.05) if reliable else c.wait_frame(0.05)
         return frame
 
-    def _send_frame(self, frame: Dict[str, Any]) -> None:
-        c = self._client
-        handle = c._c
+    # Reliable delivery of small frames: frames already waiting in the
+    # source ring (read without waiting) travel in one Zenoh message, up to
+    # this many frames and bytes.  Every put, and every sample on the far
+    # side, costs microseconds of Python and pyo3 work, more than a small
+    # frame's own bytes; a batch shares that cost.  A batch never waits to
+    # fill: a frame that finds no other waiting goes alone, at once.
+    BATCH_FRAMES = 64
+    BATCH_BYTES = 32768
+
+    def _schema_changed(self) -> bool:
         n = self._nbuf
-        _copy_static(handle, ffi.NULL, 0, n)  # only the length: one C call
-        if n[0] != self._static_len:
+        _copy_static(self._client._c, ffi.NULL, 0, n)  # only the length: one C call
+        return n[0] != self._static_len
+
+    def _send_frame(self, frame: Dict[str, Any], room: Optional[int] = None) -> None:
+        """Publish one frame as one Zenoh message."""
+        if self._schema_changed():
             self._send_schema()  # the source appended to its schema: before this frame
+        att, payload = self._encode(frame)
+        self._pub.put(payload, attachment=att)
+
+    def _send_frames(self, frame: Dict[str, Any], room: Optional[int]) -> None:
+        """Publish ``frame`` and, while they are small, the frames already
+        waiting behind it (at most ``room``), in order, batched."""
+        read = self._client.read_next
+        atts: List[bytes] = []
+        datas: List[Any] = []
+        size = 0
+        limit = self.BATCH_FRAMES if room is None else max(min(room, self.BATCH_FRAMES), 1)
+        while True:
+            if self._schema_changed():
+                self._flush(atts, datas)  # the frames before the append, then the schema
+                size = 0
+                self._send_schema()
+            att, payload = self._encode(frame)
+            if len(payload) >= self.BATCH_BYTES:
+                self._flush(atts, datas)
+                self._pub.put(payload, attachment=att)
+                return
+            atts.append(att)
+            datas.append(payload)
+            size += len(payload)
+            if len(atts) >= limit or size >= self.BATCH_BYTES:
+                break
+            frame = read()  # no wait: only a frame that is already there
+            if frame is None:
+                break
+        self._flush(atts, datas)
+
+    def _flush(self, atts: List[bytes], datas: List[Any]) -> None:
+        if len(atts) == 1:
+            self._pub.put(datas[0], attachment=atts[0])
+        elif atts:
+            self._pub.put(b"".join(datas), attachment=_HEAD.pack(_MAGIC, _VERSION, _BATCH, len(atts),
+                                                                 self._session_id) + b"".join(atts))
+            self._batches += 1
+        atts.clear()
+        datas.clear()
+
+    def _encode(self, frame: Dict[str, Any]) -> Tuple[bytes, Any]:
+        """A frame's attachment and payload (a copy out of shared memory:
+        the views change at the client's next read); counted as sent."""
+        handle = self._client._c
         ids = self._ids if self._ids_handle is handle else None
         md: Any = None
         table: List[int] = []
@@ -349,7 +409,9 @@ class BridgeOut(_Runner):
             payload: Any = bytes(views[0]) if len(views) == 1 else b"".join(views)
         else:
             # Large frames: one copy out of shared memory into a reused
-            # buffer (Zenoh copies it again as it takes it).
+            # buffer (Zenoh copies it again as it takes it: this
+            # eclipse-zenoh takes only bytes or bytearray, no other buffer),
+            # sent before the next read reuses it.
             if len(self._buf) != total:
                 self._buf = bytearray(total)
             mv = memoryview(self._buf)
@@ -362,19 +424,20 @@ class BridgeOut(_Runner):
         att = _frame_struct(len(views)).pack(_MAGIC, _VERSION, _FRAME, len(views), self._session_id,
                                              md["frame_id"], md["sim_time"], dropped, self._static_len,
                                              *table)
-        self._pub.put(payload, attachment=att)
         self._frames += 1
         self._bytes += total
         if dropped:
             self._dropped += dropped
+        return att, payload
 
     @property
     def stats(self) -> Dict[str, Any]:
         """``frames``/``bytes`` published, ``dropped`` (frames the source
         ring overwrote before the bridge read them), ``schemas`` sent,
-        ``sources`` (servers followed)."""
+        ``sources`` (servers followed), ``batches`` (Zenoh messages that
+        carried more than one frame)."""
         return {"frames": self._frames, "bytes": self._bytes, "dropped": self._dropped,
-                "schemas": self._schemas, "sources": self._sources}
+                "schemas": self._schemas, "sources": self._sources, "batches": self._batches}
 
     def _stream_id(self, name: str) -> int:
         ids = self._ids
@@ -492,7 +555,10 @@ class BridgeIn(_Runner):
         try:
             with self._lock:
                 if kind == _FRAME:
-                    self._on_frame(head, sample.payload)
+                    self._on_frame(_frame_struct(head[6] | head[7] << 8).unpack_from(head),
+                                   sample.payload.to_bytes())
+                elif kind == _BATCH:
+                    self._on_batch(head, sample.payload.to_bytes())
                 elif kind == _SCHEMA:
                     self._apply_schema(head, sample.payload.to_bytes())
                 elif kind == _GONE:
@@ -502,10 +568,19 @@ class BridgeIn(_Runner):
         except Exception as exc:  # never let a bad message kill Zenoh's thread
             self._log(f"bridge in: {type(exc).__name__}: {exc}")
 
-    def _on_frame(self, head: bytes, payload: Any) -> None:
+    def _on_batch(self, head: bytes, data: bytes) -> None:
+        """Frames batched in one message: each record, then its bytes."""
+        off, pos = _HEAD.size, 0
+        for _ in range(head[6] | head[7] << 8):
+            fields = _frame_struct(head[off + 6] | head[off + 7] << 8).unpack_from(head, off)
+            off += _FRAME_FIXED + 12 * fields[3]
+            total = sum(fields[11::3])
+            self._on_frame(fields, data[pos:pos + total])
+            pos += total
+
+    def _on_frame(self, fields: Tuple[Any, ...], data: bytes) -> None:
         mirror = self._mirror
-        n = head[6] | head[7] << 8
-        fields = _frame_struct(n).unpack_from(head)
+        n = fields[3]
         session, fid, sim_time, dropped, static_len = fields[4:9]
         if mirror is None or self._source is None or self._source[0] != session \
                 or static_len != len(self._raw):
@@ -515,7 +590,6 @@ class BridgeIn(_Runner):
         if fid <= self._last_id:
             self.stats["skipped"] += 1
             return
-        data = payload.to_bytes()
         # The C calls straight (the Server methods' checks cost more than
         # the work for small frames); the handle is ours and alive here.
         s = mirror._s
