@@ -32,6 +32,8 @@ def _server_of(me: "weakref.ref[Any]", call: str) -> Any:
 # The calls _hot.h runs as builtins, in its HOT_* order.
 _HOT_NAMES = ("begin_frame", "append_stream", "publish_frame", "publish", "publish_stream")
 _hot_docs: Optional[tuple] = None
+# The API-mode extension has them; the ABI-mode library (shmx/_abi_lib.py) has not.
+_HAVE_HOT = hasattr(lib, "pyshmx_hot_install")
 
 
 def _hot_doc(fn: Callable[..., Any]) -> bytes:
@@ -64,6 +66,8 @@ class _HotCalls(_ServerCore):
         to the methods below.  Made once per Server; they follow it across
         destroy() and create() (``_hot.s`` is the open handle or NULL)."""
         global _hot_docs
+        if not _HAVE_HOT:  # ABI mode (Windows): the Python methods serve every call
+            return
         if self._hot is None:
             cls = type(self)
             if _hot_docs is None:
