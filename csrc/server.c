@@ -447,8 +447,8 @@ static int try_claim(shmx_server *s, uint32_t cand)
  * frame out finds it in the cache too.  No reader needs a frame older than
  * what every attached reader has already read (last_frame_seen; a reader
  * that read nothing yet keeps everything), and the latest frame is always
- * kept.  Returns the slot, or the number of slots when there is none. */
-#define WARM_SLOT_MIN_BYTES (1u << 20)
+ * kept.  Returns the slot, or the number of slots when there is none.
+ * Used for slots of SHMX_WARM_SLOT_MIN_BYTES and more. */
 static uint32_t warm_slot(shmx_server *s)
 {
     const shmx_region *r = &s->r;
@@ -510,7 +510,7 @@ static int claim_slot(shmx_server *s)
 {
     const uint32_t n = s->r.slots;
     s->skipped_pinned = 0;
-    if (s->r.slot_stride >= WARM_SLOT_MIN_BYTES) {
+    if (s->r.slot_stride >= SHMX_WARM_SLOT_MIN_BYTES) {
         /* Not while a shmx 1.0.1 reader is attached: it reads without a
          * pin, checksumming for milliseconds, and warm reuse would rewrite
          * the frame before the latest two publishes later. */
