@@ -61,7 +61,7 @@ class _ClientCore:
         self._err: Any = ""  # last_error: str, or the C detail as bytes until read
         # Waits in flight (threads inside the C wait): close() lets them
         # leave before the handle can go.  Async waiters: woken by close().
-        self._cv = threading.Condition(threading.Lock())
+        self._cv = threading.Condition(threading.Lock())  # close() waits on it for the waiters
         self._waiting: Set[int] = set()  # idents of the threads inside a wait
         self._closing = False
         self._async_waiters: Set[Tuple[Any, Any]] = set()

@@ -88,6 +88,9 @@ class Client(_Waits, _HotReads):
         with self._cv:
             if self._c is not c:
                 return  # another thread closed it meanwhile
+            # Then look at _waiting: pairs with _wait_new (_client_waits.py),
+            # which enters _waiting and then looks at _closing, and leaves it
+            # and then looks at _closing again (notifying us if set).
             self._closing = True
             wake_all(self._async_waiters)
             # Waiters look at _closing at least every _SLICE_S.  A waiter
@@ -95,10 +98,12 @@ class Client(_Waits, _HotReads):
             # inside its own wait: do not wait for ourselves.
             me = threading.get_ident()
             self._cv.wait_for(lambda: not (self._waiting - {me}), timeout=5.0)
-            self._closing = False
             if self._c is not c:
+                self._closing = False
                 return
+            # _c first: a waiter arriving now sees None, never c.
             self._c = None
+            self._closing = False
             self._unbind_hot()
         lib.shmx_client_detach(c)
         self.__dict__.pop("get_latest_stream", None)
