@@ -291,9 +291,11 @@ def windows_python(wine: Wine) -> WinPython:
     # The package as it would be installed on Windows.
     pkg = home / "pkg" / "shmx"
     pkg.mkdir(parents=True)
-    for f in (ROOT / "shmx").iterdir():
-        if f.suffix in (".py", ".h", ".typed"):
-            shutil.copy(f, pkg / f.name)
+    for f in sorted((ROOT / "shmx").rglob("*")):  # subpackages (shmx/cli/) too
+        if f.suffix in (".py", ".typed") and "__pycache__" not in f.parts:
+            target = pkg / f.relative_to(ROOT / "shmx")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, target)
     shutil.copy(ROOT / "shmx" / "_abi_lib.py", pkg / "_shmx.py")
     shutil.copy(build_mingw_library(wine) / "shmx.dll", pkg / "shmx.dll")
     run([sys.executable, "-m", "shmx._build_abi", str(pkg)], timeout=120, cwd=ROOT)
