@@ -1,7 +1,7 @@
 """The C library's contract with its users: the header, the cffi cdef, the
 exported symbols, the SONAME, the versions and the installed files agree.
 
-(a) every SHMX_API function of shmx.h is in shmx/_cdef.h and vice versa;
+(a) every SHMX_API function of shmx.h is in bindings/cdef.h and vice versa;
     every status, enumerator and constant of the header is in the cdef with
     the header's value;
 (b) libshmx.so exports exactly the header's functions (version script and
@@ -23,7 +23,7 @@ import pytest
 from _clib import CC, CFLAGS, CSRC, INCLUDE, ROOT, build_library, have, install_library, run, session_dir
 
 HEADER = INCLUDE / "shmx.h"
-CDEF = ROOT / "shmx" / "_cdef.h"
+CDEF = ROOT / "bindings" / "cdef.h"
 
 
 def _strip_comments(text: str) -> str:
@@ -85,8 +85,8 @@ def header_int_defines() -> Dict[str, int]:
 def test_header_and_cdef_declare_the_same_functions() -> None:
     hdr, cdef = header_functions(), cdef_functions()
     assert len(hdr) > 50
-    assert not hdr - cdef, f"in shmx.h but not in shmx/_cdef.h: {sorted(hdr - cdef)}"
-    assert not cdef - hdr, f"in shmx/_cdef.h but not SHMX_API in shmx.h: {sorted(cdef - hdr)}"
+    assert not hdr - cdef, f"in shmx.h but not in bindings/cdef.h: {sorted(hdr - cdef)}"
+    assert not cdef - hdr, f"in bindings/cdef.h but not SHMX_API in shmx.h: {sorted(cdef - hdr)}"
 
 
 def _tokens(text: str) -> list:
