@@ -354,3 +354,19 @@ def test_makefile_builds_warning_clean_under_c99(build: Path) -> None:
                  "--version-script=libshmx.map", "-soname"):
         assert flag in text, flag
     assert (build / "libshmx.a").is_file() and (build / "shmx.pc").is_file()
+
+
+def test_extension_builds_with_the_makefiles_warning_flags() -> None:
+    """bindings/build_ffi.py compiles the Makefile's C files with the
+    Makefile's WARN flags (-Werror among them), read from the Makefile."""
+    import runpy
+    pytest.importorskip("cffi")
+    text = (CSRC / "Makefile").read_text().replace("\\\n", " ")
+    warn = re.search(r"^WARN\s*:=\s*(.*)$", text, flags=re.M).group(1).split()
+    srcs = re.search(r"^PROTOCOL_SRCS\s*:=\s*(.*)$", text, flags=re.M).group(1).split()
+    assert {"-std=c99", "-Wall", "-Wextra", "-Werror"} <= set(warn)
+    build = runpy.run_path(str(ROOT / "bindings" / "build_ffi.py"))  # defines, does not compile
+    kwds = build["ffibuilder"]._assigned_source[3]  # what set_source() was given
+    args = kwds["extra_compile_args"]
+    assert args[-len(warn):] == warn, args  # last: nothing after them turns a warning off
+    assert [Path(s).name for s in kwds["sources"]] == srcs + ["platform_posix.c"]
