@@ -23,7 +23,6 @@ from typing import Any, Dict, List, Optional
 from .util import (EXIT_FAILURE, EXIT_OK, CliError, Progress, Stop, finishing, shm_dir_of,
                        stop_on_sigterm, to_json)
 from .._common import DT_U8, DT_U32, DT_U64, create_stream_spec, unlink
-from .._shmx import lib
 from ..errors import ShmxError
 
 WIDTH, HEIGHT, CHANNELS = 640, 480, 3

@@ -18,7 +18,7 @@ from .util import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, Progress, Stop, 
 from .image import ImageGeometry, image_geometry
 from .mcap import (FLUSH_NS, FORMAT, FORMAT_VERSION, PROFILE, QUEUE_BYTES, _shmx_version, encode_frame,
                     encode_stream, fnv1a64, publish_ns, require_mcap, value_type)
-from .._shmx import ffi, lib
+from .._shmx import lib
 from ..client import Client, connect
 from ..errors import ShmxError
 

@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Optional, Tuple
 from .util import (EXIT_OK, EXIT_USAGE, CliError, open_inspector, shm_dir_of, to_json)
 from .._common import DTYPE_FORMATS
 from .._shape import frame_shape
-from .._shmx import lib
 
 _DTYPES = DTYPE_FORMATS  # dtype code -> (.npy descr, struct format of one value)
 
