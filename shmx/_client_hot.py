@@ -1,4 +1,4 @@
-"""The Client's dict reads as builtins (the C side is shmx/_hot_client.h).
+"""The Client's dict reads as builtins (the C side is bindings/hot_client.h).
 
 ``read_next`` and ``get_latest_frame`` are, while open, this instance's own
 METH_FASTCALL builtins: the C read and the frame dict in one call with no

@@ -15,7 +15,7 @@ from ._shmx import ffi, lib
 from .errors import error_for
 from .inspector import Inspector
 
-_wait = lib.pyshmx_client_wait  # releases the GIL (shmx/_gil.h)
+_wait = lib.pyshmx_client_wait  # releases the GIL (bindings/gil.h)
 # How often an asyncio wait looks where there is no wake channel (Windows).
 _POLL_S = 0.002
 _SLICE_S = 0.05  # waits return to Python this often, so Ctrl-C is honoured

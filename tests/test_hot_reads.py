@@ -1,5 +1,5 @@
 """read_next and get_latest_frame as the Client's own builtins
-(shmx/_hot_client.h): the same answers as the Python methods, the same
+(bindings/hot_client.h): the same answers as the Python methods, the same
 last_error on a refusal, and safe when kept past close() or the Client."""
 from __future__ import annotations
 

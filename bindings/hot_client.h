@@ -1,6 +1,6 @@
 /* Compiled into the cffi extension only (not part of libshmx): the
  * consumer's two dict-returning reads, read_next and get_latest_frame, as
- * CPython builtins.  _hot.h does the same for the producer and says why a
+ * CPython builtins.  hot.h does the same for the producer and says why a
  * METH_FASTCALL builtin beats a cffi call from a Python method.
  *
  * Why here too: read_next's C work is ~110 ns on the 2-core bench VM, but
@@ -18,7 +18,7 @@
  * as bytes, set on the Client (through its failure half once it is gone).  A success
  * never touches last_error.
  *
- * Lifetime: as in _hot.h.  The state lives in a capsule that each builtin
+ * Lifetime: as in hot.h.  The state lives in a capsule that each builtin
  * holds as its `self`; the Client holds the builtins.  `c` is the C handle
  * while the Client is open and NULL otherwise (set by open()/reconnect(),
  * cleared by close() before the handle is detached), and the GIL is held
