@@ -67,18 +67,22 @@ shmx_status pyshmx_client_open(const char *name, const shmx_open_options *opt, s
 int64_t pyshmx_server_begin(shmx_server *s);
 int64_t pyshmx_client_latest_layout(shmx_client *c, shmx_frame_info *fi, int new_only);
 """
-# The producer's hot calls as CPython builtins (hot.h): the state the
-# Server sets, and the call that puts _hot_bind into the module.
+# The producer's hot calls as CPython builtins (hot.h), and the consumer's
+# dict reads (hot_client.h): the state the Server or Client sets, and the
+# calls that put _hot_bind / _hot_client_bind into the module.
 _HOT_CDEF = """
 typedef struct pyshmx_hot { shmx_server *s; int loans; ...; } pyshmx_hot;
 int pyshmx_hot_install(void);
+typedef struct pyshmx_hot_client { shmx_client *c; ...; } pyshmx_hot_client;
+int pyshmx_hot_client_install(void);
 """
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "cdef.h").read_text() + _GIL_CDEF + _HOT_CDEF)
 ffibuilder.set_source(
     "shmx._shmx",
-    '#include "shmx.h"\n' + (HERE / "gil.h").read_text() + (HERE / "hot.h").read_text(),
+    '#include "shmx.h"\n' + (HERE / "gil.h").read_text() + (HERE / "hot.h").read_text() +
+    (HERE / "hot_client.h").read_text(),
     sources=[_src(CSRC / s) for s in SOURCES],
     include_dirs=[_src(CSRC / "include"), _src(CSRC)],
     # SHMX_API empty: within the extension the API functions are hidden like

@@ -507,7 +507,8 @@ def cacheline_limits(build: str, quick: bool) -> Dict[str, Any]:
 
 
 def c_latest(build: str, quick: bool) -> Dict[str, Any]:
-    from shmx._build_ffi import c_sources  # csrc/Makefile's list of C files
+    sys.path.insert(0, str(ROOT / "bindings"))
+    from build_ffi import c_sources  # csrc/Makefile's list of C files
     srcs = [CSRC / f for f in c_sources()]
     exe = compile_c(build, "latest_micro", [C_DIR / "latest_micro.c", *srcs],
                     [f"-I{CSRC / 'include'}", f"-I{CSRC}"])
