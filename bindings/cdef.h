@@ -29,6 +29,7 @@ const char *shmx_strerror(int status);
 const char *shmx_status_name(int status);
 const char *shmx_last_error(void);
 int shmx_last_errno(void);
+uint64_t shmx_static_hash(const void *data, uint32_t bytes);
 const char *shmx_version(void);
 unsigned shmx_version_number(void);
 uint32_t shmx_dtype_size(uint32_t dtype);

@@ -1,5 +1,11 @@
-/* client.c - a consumer: attach a reader slot, pin and read frames, wait,
- * send control messages. */
+/* client.c - the consumer handle: attach a reader slot (readers.c), pin
+ * and read frames (slots.c's reader half), latest and read_next, wait on
+ * the frame futex, send control messages (ring.c's producer half).
+ *
+ * Owns: struct shmx_client, its decoded frame layouts and its validated
+ * copy of the geometry (region.c).  Writes in the region: only its own
+ * reader slot, its pin bits, its control ring's write side and the futex
+ * word's sleeper bit.  Everything else it reads is checked before use. */
 #include "internal.h"
 
 #include <stdio.h>

@@ -1,4 +1,6 @@
-/* common.c - errors, versions, names, checksums, dtypes. */
+/* common.c - what every handle shares and no region holds: the per-thread
+ * error detail and OS cause, versions, status names, region-name rules,
+ * the 1.0.1 hash and checksum, dtype sizes and names.  Touches no region. */
 #include "internal.h"
 
 #include <stdarg.h>
@@ -138,6 +140,11 @@ uint64_t shmx_fnv1a64(const void *data, size_t n)
         h *= 1099511628211ull;
     }
     return h;
+}
+
+uint64_t shmx_static_hash(const void *data, uint32_t bytes)
+{
+    return data || !bytes ? shmx_fnv1a64(data, bytes) : 0;
 }
 
 uint32_t shmx_checksum32(const void *data, size_t bytes)

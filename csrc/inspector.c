@@ -1,5 +1,8 @@
-/* inspector.c - read-only view of a region: maps it read-only, attaches no
- * reader slot, writes nothing. */
+/* inspector.c - the read-only view of a region: maps it read-only
+ * (region.c), attaches no reader slot, writes nothing.  Owns struct
+ * shmx_inspector and its decoded schema; reads headers, slot headers,
+ * reader slots and frames (frames.c) the way shmx ls / inspect / top show
+ * them, each value checked as a client checks it. */
 #include "internal.h"
 
 #include <stdlib.h>

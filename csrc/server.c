@@ -1,4 +1,13 @@
-/* server.c - the producer: create, publish, control, readers, destroy. */
+/* server.c - the producer handle: create (through create.c), which slot to
+ * claim, begin/append/loan/publish, static appends, polling the control
+ * rings (ring.c's consumer half), reaping dead readers, destroy.
+ *
+ * Owns: struct shmx_server and its private copies of everything it must
+ * trust (below).  Writes in the region: the global and extension headers'
+ * producer fields, slot payloads and headers (the seqlock through
+ * slots.c), the static area, the read positions of the control rings.
+ * Reads from the region only as hints: pins, reader slots, ring write
+ * positions. */
 #include "internal.h"
 
 #include <stdio.h>

@@ -17,6 +17,7 @@ import sys
 from typing import Any, Dict
 
 import shmx
+from shmx._shmx import ffi, lib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHM_DIR = os.environ.get("SHMX_DIR") or "/dev/shm"
@@ -107,7 +108,11 @@ def test_header_fields_at_documented_offsets(name: str) -> None:
         assert h["slot_stride"] == 64 + align(h["frame_bytes_cap"], 64)
         assert len(buf) == h["slots_offset"] + 5 * h["slot_stride"] == info["total_bytes"]
         assert h["write_index"] != 0
-        assert h["static_hash"] == fnv1a64(buf[h["static_offset"]:h["static_offset"] + h["static_bytes_used"]])
+        static = buf[h["static_offset"]:h["static_offset"] + h["static_bytes_used"]]
+        assert h["static_hash"] == fnv1a64(static)
+        # The C call the recorder uses (Python keeps no copy of the hash).
+        assert lib.shmx_static_hash(static, len(static)) == h["static_hash"] != lib.shmx_static_hash(b"x", 1)
+        assert lib.shmx_static_hash(ffi.NULL, 0) == lib.shmx_static_hash(b"", 0)
 
         # Static directory: TLVs {type, length} padded to 16, documented body.
         off, end = h["static_offset"], h["static_offset"] + h["static_bytes_used"]

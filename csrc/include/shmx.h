@@ -121,6 +121,11 @@ SHMX_API const char *shmx_last_error(void);
  * ENOSPC, EMFILE...); 0 when the failure had no OS cause.  Since 1.2. */
 SHMX_API int shmx_last_errno(void);
 
+/* The hash a region's header keeps of its static directory
+ * (shmx_header_info.static_hash) for `bytes` bytes of one, as a recording
+ * that restores a directory checks it.  Since 1.2. */
+SHMX_API uint64_t shmx_static_hash(const void *data, uint32_t bytes);
+
 /* Runtime version, to compare with the SHMX_VERSION_* macros. */
 SHMX_API const char *shmx_version(void);
 SHMX_API unsigned shmx_version_number(void);

@@ -146,12 +146,9 @@ def publish_ns(sim_time: float, fallback: int) -> int:
     return fallback
 
 
-def fnv1a64(data: bytes) -> int:
-    """The static directory hash of the wire format (shmx 1.0.1's seed)."""
-    h = 1469598103934665603
-    for b in data:
-        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    return h
+def static_hash(data: bytes) -> int:
+    """The hash a region's header keeps of a static directory (C computes it)."""
+    return int(lib.shmx_static_hash(data, len(data)))
 
 
 def _shmx_version() -> str:
@@ -162,5 +159,5 @@ def _shmx_version() -> str:
 
 
 __all__ = ["encode_stream", "decode_stream_bytes", "encode_frame",
-           "decode_frame", "value_type", "publish_ns", "fnv1a64", "require_mcap",
+           "decode_frame", "value_type", "publish_ns", "static_hash", "require_mcap",
            "COMPRESSIONS"]

@@ -21,7 +21,7 @@ from .util import (EXIT_OK, EXIT_USAGE, CliError, Progress, Stop, check_name, co
                        finishing, shm_dir_of, stop_on_sigterm, to_json)
 from .._common import create_stream_spec
 from .image import ENCODINGS
-from .mcap import MAX_CHUNK_BYTES, MCAP_MAGIC, decode_frame, decode_stream_bytes, fnv1a64, require_mcap, value_type
+from .mcap import MAX_CHUNK_BYTES, MCAP_MAGIC, decode_frame, decode_stream_bytes, static_hash, require_mcap, value_type
 from .._shmx import ffi, lib
 from ..server import Server
 
@@ -485,9 +485,9 @@ def _create(name: str, r: Dict[str, Any], args: argparse.Namespace, shm_dir: str
         # sees the whole schema); what the producer appended after them with
         # write_static_append() follows, so the directory is the recorded one.
         _hash, used = _server_static(server)
-        if raw[:used] and fnv1a64(raw[:used]) == _hash and len(raw) > used:
+        if raw[:used] and static_hash(raw[:used]) == _hash and len(raw) > used:
             server.write_static_append(raw[used:])
-        if _server_static(server)[0] != fnv1a64(raw):
+        if _server_static(server)[0] != static_hash(raw):
             print(f"shmx play: the static directory of '{name}' differs from the recorded one "
                   f"(streams are the same)", file=sys.stderr)
     return server

@@ -17,7 +17,7 @@ from .util import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, Progress, Stop, 
                        code_for_status, finishing, fmt_bytes, shm_dir_of, stop_on_sigterm, to_json)
 from .image import ImageGeometry, image_geometry
 from .mcap import (FLUSH_NS, FORMAT, FORMAT_VERSION, PROFILE, QUEUE_BYTES, _shmx_version, encode_frame,
-                    encode_stream, fnv1a64, publish_ns, require_mcap, value_type)
+                    encode_stream, static_hash, publish_ns, require_mcap, value_type)
 from .._shmx import lib
 from ..client import Client, connect
 from ..errors import ShmxError
@@ -46,7 +46,7 @@ def region_schema(client: Client, name: str) -> Dict[str, Any]:
                      "bytes_per_elem": s["bytes_per_elem"],
                      "extra": bytes(s.get("extra") or b"").hex()} for s in streams],
         "static_hex": raw.hex() if raw is not None else None,
-        "static_hash": fnv1a64(raw) if raw is not None else None,
+        "static_hash": static_hash(raw) if raw is not None else None,
     }
 
 
