@@ -10,8 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from . import FRAME_1080P, ROOT
 from .floors import machine_text
-from .report import fmt
-from .stats import Results
+from .stats import Results, fmt
 from .targets import LOAD_LIMIT
 
 README_BEGIN = "<!-- bench:performance-table begin (written by python tools/bench --docs) -->"

@@ -4,32 +4,14 @@ the peers and their modes, and the JSON document (``--out``).  The JSON
 keeps every raw figure, so ``--rerender`` can redraw all of it later."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from . import FRAME_1080P, SMALL_BYTES
 from .peers import Peer
-from .stats import FIGURES, Results
+from .stats import FIGURES, Results, fmt
 from .targets import LOAD_LIMIT
 
 SECTION_TARGETS = f"(7) targets: ratios to floors and peers of this run (not judged above load {LOAD_LIMIT})"
-
-
-def fmt(v: Optional[float], unit: str = "") -> str:
-    """A figure with as many digits as it deserves (k/M for rates)."""
-    if v is None:
-        return "-"
-    a = abs(v)
-    if unit in ("msg/s", "fps") or a >= 1e5:
-        if a >= 1e6:
-            return f"{v / 1e6:.2f}M"
-        if a >= 1e3:
-            return f"{v / 1e3:.1f}k"
-        return f"{v:.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}"
 
 
 def fd_ratio_text(res: Results) -> str:
@@ -84,8 +66,8 @@ def render_figures(res: Results, peers: List[Peer]) -> str:
     return "\n".join(lines)
 
 
-def target_line(t: Dict[str, Any]) -> str:
-    """One target: what, measured, and the verdict."""
+def target_cells(t: Dict[str, Any]) -> List[str]:
+    """One target as (what, measured, verdict)."""
     m = t.get("measured")
     if t["kind"] == "ratio":
         got = "-" if m is None else f"{m:.2f}x"
@@ -96,15 +78,16 @@ def target_line(t: Dict[str, Any]) -> str:
                f"x{t['best_ratio']:.2f}")
     else:
         got = "-" if m is None else f"{fmt(m, t['unit'])} {t['unit']}"
-    verdict = t["verdict"].upper() if t["verdict"] == "missed" else t["verdict"]
-    return f"  {t['title']:<92} {got:<34} {verdict}"
+    return [t["title"], got, t["verdict"].upper() if t["verdict"] == "missed" else t["verdict"]]
 
 
 def render_targets(targets: List[Dict[str, Any]]) -> str:
     """Section (7): every target and its verdict."""
     if not targets:
         return ""
-    return "\n".join(["", SECTION_TARGETS] + [target_line(t) for t in targets])
+    rows = [target_cells(t) for t in targets]
+    w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
+    return "\n".join(["", SECTION_TARGETS] + [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows])
 
 
 def render_load(res: Results) -> str:

@@ -134,6 +134,24 @@ class Results:
         return None if s is None else s["median"]
 
 
+def fmt(v: Optional[float], unit: str = "") -> str:
+    """A figure with as many digits as it deserves (k/M for rates)."""
+    if v is None:
+        return "-"
+    a = abs(v)
+    if unit in ("msg/s", "fps") or a >= 1e5:
+        if a >= 1e6:
+            return f"{v / 1e6:.2f}M"
+        if a >= 1e3:
+            return f"{v / 1e3:.1f}k"
+        return f"{v:.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
 # Targets against the peers: shmx's figure must be the best of all peers'.
 RANKED = {"latency.poll.p50_us": "lowest", "latency.poll.p99_us": "lowest", "latency.block.p50_us": "lowest",
           "big.touch.gbps": "highest", "big.copy.gbps": "highest"}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .stats import FIGURES, RANKED, Results, rank_check
+from .stats import FIGURES, RANKED, Results, fmt, rank_check
 
 LOAD_LIMIT = 1.5
 
@@ -121,7 +121,8 @@ def targets_report(res: Results, load_limit: float = LOAD_LIMIT) -> List[Dict[st
             continue
         op, want = target
         scen = [scenario_of(key)]
-        entry = {"id": key, "kind": "absolute", "figure": key, "peer": "shmx", "title": f"{title} {op} {want:g} {unit}",
+        entry = {"id": key, "kind": "absolute", "figure": key, "peer": "shmx",
+                 "title": f"{title} {op} {fmt(want, unit)} {unit}",
                  "unit": unit, "op": op, "target": want, "scenarios": scen, "measured": res.median(key, "shmx")}
         entry.update(judge(entry["measured"], op, want, load_before(res, scen), load_limit))
         out.append(entry)
