@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from . import FRAME_1080P, ROOT
 from .floors import machine_text
-from .stats import Results, fmt
+from .stats import FIGURES, Results, fmt
 from .targets import LOAD_LIMIT
 
 README_BEGIN = "<!-- bench:performance-table begin (written by python tools/bench --docs) -->"
@@ -34,24 +34,36 @@ README_PEERS = [("shmx", "shmx"), ("shmx-1.0.1", "shmx 1.0.1"), ("iceoryx2", "ic
                 ("zmq", "pyzmq ipc"), ("stdlib-shm", "stdlib shm ring"), ("mp-pipe", "mp.Pipe")]
 
 
-def _cell(res: Results, keys: List[str], peer: str) -> str:
-    vals = []
+def _best(res: Results, key: str, peers: List[str]) -> Optional[str]:
+    """The peer with the best median of ``key`` (None: fewer than two have it)."""
+    have = [(v, p) for p in peers for v in [res.median(key, p)] if v is not None]
+    if len(have) < 2 or key not in FIGURES:
+        return None
+    return (min(have) if FIGURES[key][3] == "lower" else max(have))[1]
+
+
+def _cell(res: Results, keys: List[str], peer: str, best: Dict[str, Optional[str]]) -> str:
+    parts = []
     for key in keys:
         v = res.median(key, peer)
-        if v is not None and key.startswith("micro."):
-            v /= 1000.0  # ns -> µs
-        vals.append(v)
-    if all(v is None for v in vals):
+        if v is None:
+            parts.append(None)
+            continue
+        text = fmt(v / 1000.0 if key.startswith("micro.") else v)  # ns -> µs
+        parts.append(f"**{text}**" if best.get(key) == peer else text)
+    if all(p is None for p in parts):
         return ""
-    return " / ".join("n/a" if v is None else fmt(v) for v in vals)
+    return " / ".join("n/a" if p is None else p for p in parts)
 
 
 def readme_table(res: Results, targets: List[Dict[str, Any]], started: str) -> str:
     """The README's table of medians, the floors and the verdicts."""
     peers = [(p, t) for p, t in README_PEERS if any(p in res.values.get(k, {}) for _ti, ks in README_ROWS for k in ks)]
     lines = [f"| figure | {' | '.join(t for _p, t in peers)} |", "|---" * (len(peers) + 1) + "|"]
+    names = [p for p, _t in peers]
     for title, keys in README_ROWS:
-        cells = [_cell(res, keys, p) for p, _t in peers]
+        best = {k: _best(res, k, names) for k in keys}
+        cells = [_cell(res, keys, p, best) for p in names]
         if any(cells):
             lines.append(f"| {title} | {' | '.join(cells)} |")
     floors = []
