@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -125,10 +126,16 @@ def handoff_limits(build: str, quick: bool) -> Dict[str, Any]:
                 out["spin_error"] = "one core only"
                 continue
             argv += [str(cpus[0]), str(cpus[1])]
-        rc, text = run_quiet(argv, 120)
-        if rc != 0:
-            raise RunFailed(f"handoff {mode} failed: {tail(text)}")
-        samples = json.loads(text.strip().splitlines()[-1])["samples_ns"]
+        try:  # not run_quiet: it keeps only the tail of the output, and this is all samples
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise RunFailed(f"handoff {mode} timed out") from None
+        if p.returncode != 0:
+            raise RunFailed(f"handoff {mode} failed: {tail(p.stdout + p.stderr)}")
+        try:
+            samples = json.loads(p.stdout.strip().splitlines()[-1])["samples_ns"]
+        except (ValueError, KeyError, IndexError) as exc:
+            raise RunFailed(f"handoff {mode}: unreadable output ({exc})") from None
         lat = latency_stats(samples)
         if not lat.get("n"):
             raise RunFailed(f"handoff {mode}: no sample")
