@@ -87,7 +87,7 @@ def render_targets(targets: List[Dict[str, Any]]) -> str:
         return ""
     rows = [target_cells(t) for t in targets]
     w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
-    return "\n".join(["", SECTION_TARGETS] + [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows])
+    return "\n".join(["", "", SECTION_TARGETS] + [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows])
 
 
 def render_load(res: Results) -> str:
