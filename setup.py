@@ -1,4 +1,5 @@
-"""Build hook: cffi compiles csrc/*.c into the extension shmx._shmx.
+"""Build hook: cffi compiles csrc/*.c into the extension shmx._shmx
+(bindings/build_ffi.py: the build stays out of the package it builds).
 
 cffi compiles the extension against CPython's limited API (Py_LIMITED_API)
 wherever the interpreter has one, so the wheel is tagged ``cp38-abi3``: one
@@ -15,4 +16,4 @@ _limited_api = not hasattr(sys, "gettotalrefcount") and not sysconfig.get_config
 if _limited_api and sys.implementation.name == "cpython":
     options["bdist_wheel"] = {"py_limited_api": "cp38"}
 
-setup(cffi_modules=["shmx/_build_ffi.py:ffibuilder"], options=options)
+setup(cffi_modules=["bindings/build_ffi.py:ffibuilder"], options=options)

@@ -441,6 +441,18 @@ static shmx_status client_next(shmx_client *c, shmx_frame_info *out)
          * sits in the slot after ours: start there, and stop at it (each
          * slot header looked at is a line the producer writes). */
         uint32_t first = c->cur_slot == NO_SLOT ? 0 : c->cur_slot + 1;
+        /* Lapped: frame target's slot was taken again (unless a pin kept
+         * it).  Below the warm-reuse size the producer keeps ring order,
+         * so the oldest frame left sits in the slot after the newest one,
+         * the slot write_index names next, and the frames after it climb:
+         * take the first one found from there rather than reading every
+         * slot header (each a cache miss while the producer writes them).
+         * A frame that only another reader's pin kept alive out of order
+         * may be passed over; it is counted in `dropped`.  write_index's
+         * acquire pairs with publish's store-release (which precedes its
+         * store of frame_seq). */
+        int lapped = fseq - target >= r->slots - 1u && r->slot_stride < SHMX_WARM_SLOT_MIN_BYTES;
+        if (lapped) first = shmx_load_acquire32(&r->gh->write_index) % r->slots;
         for (uint32_t k = 0; k < r->slots; k++) {
             uint32_t s = first + k; /* first <= slots, k < slots */
             if (s >= r->slots) s -= r->slots;
@@ -450,7 +462,7 @@ static shmx_status client_next(shmx_client *c, shmx_frame_info *out)
             if (fid >= target && fid < best_id && fid <= fseq + 1) {
                 best = s;
                 best_id = fid;
-                if (fid == target) break;
+                if (fid == target || lapped) break;
             }
         }
         if (best == NO_SLOT) continue;

@@ -52,6 +52,11 @@ typedef struct shmx_region {
     uint32_t control_offset, control_per_reader, control_stride;
 } shmx_region;
 
+/* Slots at least this large are reused warm first (server.c, warm_slot):
+ * the producer then leaves ring order, which read_next's shortcut for a
+ * lapped reader (client.c) relies on below this size. */
+#define SHMX_WARM_SLOT_MIN_BYTES (1u << 20)
+
 /* Map and validate a region by name (writable for clients, not inspectors). */
 shmx_status shmx_region_open(shmx_region *r, const char *name, const shmx_open_options *opt,
                              int writable);

@@ -447,8 +447,8 @@ static int try_claim(shmx_server *s, uint32_t cand)
  * frame out finds it in the cache too.  No reader needs a frame older than
  * what every attached reader has already read (last_frame_seen; a reader
  * that read nothing yet keeps everything), and the latest frame is always
- * kept.  Returns the slot, or the number of slots when there is none. */
-#define WARM_SLOT_MIN_BYTES (1u << 20)
+ * kept.  Returns the slot, or the number of slots when there is none.
+ * Used for slots of SHMX_WARM_SLOT_MIN_BYTES and more. */
 static uint32_t warm_slot(shmx_server *s)
 {
     const shmx_region *r = &s->r;
@@ -510,7 +510,7 @@ static int claim_slot(shmx_server *s)
 {
     const uint32_t n = s->r.slots;
     s->skipped_pinned = 0;
-    if (s->r.slot_stride >= WARM_SLOT_MIN_BYTES) {
+    if (s->r.slot_stride >= SHMX_WARM_SLOT_MIN_BYTES) {
         /* Not while a shmx 1.0.1 reader is attached: it reads without a
          * pin, checksumming for milliseconds, and warm reuse would rewrite
          * the frame before the latest two publishes later. */
@@ -555,6 +555,27 @@ shmx_status shmx_server_begin_frame(shmx_server *s, uint64_t *frame)
     return SHMX_OK;
 }
 
+/* Write the framing of a stream that has passed every check (schema entry
+ * idx, not yet in the open frame, `need` bytes with framing that fit the
+ * slot) and return where its data goes. */
+static uint8_t *place_stream(shmx_server *s, uint32_t idx, uint32_t stream_id, uint64_t bytes,
+                             uint32_t elem_count, uint64_t need)
+{
+    uint8_t *p = shmx_slot_payload(&s->r, s->cur_slot) + s->used;
+    shmx_tlv_head tlv = {SHMX_TLV_FRAME_STREAM, (uint32_t)(sizeof(shmx_frame_stream_head) + bytes)};
+    shmx_frame_stream_head fs = {stream_id, elem_count, (uint32_t)bytes, 0};
+    memcpy(p, &tlv, sizeof tlv);
+    memcpy(p + sizeof tlv, &fs, sizeof fs);
+    uint64_t head = sizeof tlv + sizeof fs;
+    /* Zero the padding so identical frames are identical bytes. */
+    memset(p + head + bytes, 0, (size_t)(need - head - bytes));
+    s->appended[idx] = s->gen;
+    s->used += (uint32_t)need;
+    s->user_used += (uint32_t)bytes;
+    s->tlv_count++;
+    return p + head;
+}
+
 static shmx_status reserve_stream(shmx_server *s, uint64_t frame, uint32_t stream_id,
                                   uint64_t bytes, uint32_t elem_count, uint8_t **dst,
                                   const char *what)
@@ -588,19 +609,7 @@ static shmx_status reserve_stream(shmx_server *s, uint64_t frame, uint32_t strea
                          "frame_bytes_cap %u and its framing room allow",
                          what, stream_id, e->name, (unsigned long long)(s->user_used + bytes),
                          s->r.user_frame_cap);
-    uint8_t *p = shmx_slot_payload(&s->r, s->cur_slot) + s->used;
-    shmx_tlv_head tlv = {SHMX_TLV_FRAME_STREAM, (uint32_t)(sizeof(shmx_frame_stream_head) + bytes)};
-    shmx_frame_stream_head fs = {stream_id, elem_count, (uint32_t)bytes, 0};
-    memcpy(p, &tlv, sizeof tlv);
-    memcpy(p + sizeof tlv, &fs, sizeof fs);
-    uint64_t head = sizeof tlv + sizeof fs;
-    /* Zero the padding so identical frames are identical bytes. */
-    memset(p + head + bytes, 0, (size_t)(need - head - bytes));
-    *dst = p + head;
-    s->appended[idx] = s->gen;
-    s->used += (uint32_t)need;
-    s->user_used += (uint32_t)bytes;
-    s->tlv_count++;
+    *dst = place_stream(s, idx, stream_id, bytes, elem_count, need);
     return SHMX_OK;
 }
 
@@ -655,6 +664,10 @@ shmx_status shmx_server_publish_stream(shmx_server *s, uint32_t stream_id, const
     return st;
 }
 
+/* The streams whose schema entries publish_streams keeps from its check
+ * pass (the rest find theirs again through append). */
+#define PUBLISH_STREAMS_FAST 16
+
 shmx_status shmx_server_publish_streams(shmx_server *s, const shmx_stream_data *streams, uint32_t count,
                                        double sim_time)
 {
@@ -664,6 +677,7 @@ shmx_status shmx_server_publish_streams(shmx_server *s, const shmx_stream_data *
     /* Refuse bad input before a slot is claimed: claiming one gives up the
      * oldest published frame. */
     uint64_t need = 0;
+    uint32_t found[PUBLISH_STREAMS_FAST];
     for (uint32_t i = 0; i < count; i++) {
         const shmx_stream_data *d = &streams[i];
         const shmx_schema_entry *e = shmx_schema_find(&s->schema, d->stream_id);
@@ -689,15 +703,31 @@ shmx_status shmx_server_publish_streams(shmx_server *s, const shmx_stream_data *
                            "its framing, the slot holds %u", e->name, d->stream_id, (unsigned long long)need,
                            s->r.slot_payload_cap);
         if (st != SHMX_OK) return st;
+        if (i < PUBLISH_STREAMS_FAST) found[i] = (uint32_t)(e - s->schema.e);
     }
     uint64_t frame;
     st = shmx_server_begin_frame(s, &frame);
     if (st != SHMX_OK) return st;
+    /* A frame begun before this call may hold streams already: then each
+     * append checks again, as it does past the first PUBLISH_STREAMS_FAST. */
+    const int fresh = s->used == 0 && s->tlv_count == 0;
     for (uint32_t i = 0; i < count && st == SHMX_OK; i++) {
         const shmx_stream_data *d = &streams[i];
-        const shmx_schema_entry *e = shmx_schema_find(&s->schema, d->stream_id);
-        st = shmx_server_append(s, frame, d->stream_id, d->data, d->bytes,
-                                (uint32_t)(d->bytes / e->info.bytes_per_elem));
+        if (!fresh || i >= PUBLISH_STREAMS_FAST) {
+            const shmx_schema_entry *e = shmx_schema_find(&s->schema, d->stream_id);
+            st = shmx_server_append(s, frame, d->stream_id, d->data, d->bytes,
+                                    (uint32_t)(d->bytes / e->info.bytes_per_elem));
+            continue;
+        }
+        /* Checked above against this frame, empty but for the streams
+         * placed in this loop: the entries are distinct, and the framed
+         * sizes together fit the slot. */
+        const shmx_schema_entry *e = &s->schema.e[found[i]];
+        uint64_t framed = shmx_align64(sizeof(shmx_tlv_head) + sizeof(shmx_frame_stream_head) + d->bytes,
+                                       SHMX_TLV_ALIGN);
+        uint8_t *dst = place_stream(s, found[i], d->stream_id, d->bytes,
+                                    (uint32_t)(d->bytes / e->info.bytes_per_elem), framed);
+        if (d->bytes) memcpy(dst, d->data, (size_t)d->bytes);
     }
     if (st == SHMX_OK) st = shmx_server_publish(s, frame, sim_time);
     return st;

@@ -1,5 +1,5 @@
 """``ffi`` and ``lib`` over ``shmx.dll`` in cffi's out-of-line ABI mode (the
-Windows build; see ``_build_abi.py``).  Installed as ``shmx/_shmx.py``
+Windows build; see ``bindings/build_abi.py``).  Installed as ``shmx/_shmx.py``
 beside ``shmx.dll`` and the generated ``_shmx_ffi.py``; the modules of the
 package import ``ffi`` and ``lib`` from ``._shmx`` on every platform.
 """
@@ -15,7 +15,7 @@ _DLL = ffi.dlopen(os.path.join(os.path.dirname(os.path.abspath(__file__)), "shmx
 
 class _Lib:
     """shmx.dll's functions and constants, plus the ``pyshmx_*`` helpers the
-    API-mode extension compiles from ``_gil.h``.  Here they are Python:
+    API-mode extension compiles from ``bindings/gil.h``.  Here they are Python:
     cffi's ABI mode releases the GIL around every C call by itself, so the
     blocking ones are the plain functions."""
 

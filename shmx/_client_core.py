@@ -44,11 +44,12 @@ class _ClientCore:
         self._fibuf = ffi.buffer(self._fi)
         self._fiq = memoryview(self._fibuf).cast("Q")  # [2] is frame_id
         self._fiq[2] = 0
-        # The dict get_latest_frame() returned last, and its frame id: an
+        # [the dict get_latest_frame() returned last, its frame id]: an
         # unchanged frame is returned as that same dict (a polling loop
-        # then costs one C call, not a new dict per poll).
-        self._cur: Optional[Frame] = None
-        self._cur_id = 0
+        # then costs one C call, not a new dict per poll).  One list, changed
+        # in place: the hot builtins (_client_hot.py) share it.
+        self._cur: List[Any] = [None, 0]
+        self._hotc: Any = None  # the hot builtins' state (_client_hot.py)
         self._layouts: Dict[int, List[_Entry]] = {}
         self._views: Dict[int, Dict[Any, memoryview]] = {}  # per layout: id and name -> view
         self._names: Dict[int, str] = {}
@@ -60,7 +61,7 @@ class _ClientCore:
         self._err: Any = ""  # last_error: str, or the C detail as bytes until read
         # Waits in flight (threads inside the C wait): close() lets them
         # leave before the handle can go.  Async waiters: woken by close().
-        self._cv = threading.Condition(threading.Lock())
+        self._cv = threading.Condition(threading.Lock())  # close() waits on it for the waiters
         self._waiting: Set[int] = set()  # idents of the threads inside a wait
         self._closing = False
         self._async_waiters: Set[Tuple[Any, Any]] = set()
@@ -87,7 +88,7 @@ class _ClientCore:
     def _forget_layouts(self) -> None:
         self._layouts.clear()
         self._views.clear()  # in place: _bound_get_latest_stream holds it
-        self._cur, self._cur_id = None, 0
+        self._cur[0], self._cur[1] = None, 0
 
     # ----------------------------------------------------------------- info
     @property

@@ -1,4 +1,4 @@
-"""The Server's hot calls as builtins (the C side is shmx/_hot.h).
+"""The Server's hot calls as builtins (the C side is bindings/hot.h).
 
 ``begin_frame``, ``append_stream``, ``publish_frame``, ``publish`` and
 ``publish_stream`` are, after ``create()``, this instance's own
@@ -29,7 +29,7 @@ def _server_of(me: "weakref.ref[Any]", call: str) -> Any:
     return server
 
 
-# The calls _hot.h runs as builtins, in its HOT_* order.
+# The calls bindings/hot.h runs as builtins, in its HOT_* order.
 _HOT_NAMES = ("begin_frame", "append_stream", "publish_frame", "publish", "publish_stream")
 _hot_docs: Optional[tuple] = None
 # The API-mode extension has them; the ABI-mode library (shmx/_abi_lib.py) has not.
@@ -61,7 +61,7 @@ class _HotCalls(_ServerCore):
     _hot_surface: Any = None
 
     def _bind_hot(self) -> None:
-        """Shadow the hot calls by this instance's builtins (shmx/_hot.h):
+        """Shadow the hot calls by this instance's builtins (bindings/hot.h):
         exact-type calls run in C with no Python frame, everything else goes
         to the methods below.  Made once per Server; they follow it across
         destroy() and create() (``_hot.s`` is the open handle or NULL)."""

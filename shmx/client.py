@@ -3,8 +3,9 @@
 A Client is made of parts, each in its own module: ``_ClientCore`` (the
 handle, errors, info: _client_core.py), ``_Layouts`` (frame dicts, stream
 views and arrays over cached layouts: _client_layouts.py) and ``_Waits``
-(blocking, in-order and event-loop waits: _client_waits.py).  This module
-holds the lifecycle, the reads and control messages.
+(blocking, in-order and event-loop waits: _client_waits.py) and
+``_HotReads`` (read_next and get_latest_frame as builtins: _client_hot.py).
+This module holds the lifecycle, the reads and control messages.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from ._aio import check_timeout, wake_all
 from ._client_core import _FRAME_INFO, _NULL, Frame
-from ._client_layouts import _Layouts
+from ._client_hot import _HotReads
 from ._client_waits import _Waits
 from ._common import open_handle
 from ._shmx import ffi, lib
@@ -29,7 +30,7 @@ _next = lib.shmx_client_next
 __all__ = ["Client", "connect", "Frame"]
 
 
-class Client(_Waits, _Layouts):
+class Client(_Waits, _HotReads):
     """Reads frames from a region.
 
     The frame returned by ``get_latest_frame()`` (and the other reads) is
@@ -70,6 +71,7 @@ class Client(_Waits, _Layouts):
                              lambda _p, c=c: lib.shmx_client_free(c))
         self._mv = memoryview(ffi.buffer(self._owner, size)).toreadonly()
         self._load_schema()
+        self._bind_hot()
         if type(self).get_latest_stream is Client.get_latest_stream:  # not overridden
             self.get_latest_stream = self._bound_get_latest_stream()  # type: ignore[method-assign]
 
@@ -86,6 +88,9 @@ class Client(_Waits, _Layouts):
         with self._cv:
             if self._c is not c:
                 return  # another thread closed it meanwhile
+            # Then look at _waiting: pairs with _wait_new (_client_waits.py),
+            # which enters _waiting and then looks at _closing, and leaves it
+            # and then looks at _closing again (notifying us if set).
             self._closing = True
             wake_all(self._async_waiters)
             # Waiters look at _closing at least every _SLICE_S.  A waiter
@@ -93,10 +98,13 @@ class Client(_Waits, _Layouts):
             # inside its own wait: do not wait for ourselves.
             me = threading.get_ident()
             self._cv.wait_for(lambda: not (self._waiting - {me}), timeout=5.0)
-            self._closing = False
             if self._c is not c:
+                self._closing = False
                 return
+            # _c first: a waiter arriving now sees None, never c.
             self._c = None
+            self._closing = False
+            self._unbind_hot()
         lib.shmx_client_detach(c)
         self.__dict__.pop("get_latest_stream", None)
         self._fiq[2] = 0  # frame_id: no frame read
@@ -140,10 +148,11 @@ class Client(_Waits, _Layouts):
         if st != 0:
             self._fail(st)
             return None
-        if self._fiq[2] == self._cur_id:
-            return self._cur
-        frame = self._cur = self._frame_dict(0)
-        self._cur_id = self._fiq[2]
+        cur = self._cur
+        if self._fiq[2] == cur[1]:
+            return cur[0]
+        frame = cur[0] = self._frame_dict(0)
+        cur[1] = self._fiq[2]
         return frame
 
     def read_next(self) -> Optional[Frame]:
@@ -156,7 +165,6 @@ class Client(_Waits, _Layouts):
         if st != 0:
             self._fail(st)
             return None
-        self._cur_id = 0  # this dict carries `dropped`: not one to return again
         return self._frame_dict(_FRAME_INFO(self._fibuf)[6])
 
     def get_latest_stream(self, stream: Any, new_only: bool = False) -> Optional[memoryview]:
@@ -259,6 +267,8 @@ class Client(_Waits, _Layouts):
     def __repr__(self) -> str:
         return f"<shmx.Client {self._name!r} {'open' if self._c is not None else 'closed'}>"
 
+
+Client._hot_surface = Client  # what the hot builtins stand for (_client_hot.py)
 
 def connect(name: str, timeout: Optional[float] = 0.0, *, shm_dir: Optional[str] = None,
             poll: float = 0.01, history: bool = False) -> Client:

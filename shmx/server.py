@@ -2,7 +2,7 @@
 
 A Server is made of parts, each in its own module: ``_ServerCore`` (the
 handle, errors, info: _server_core.py), ``_HotCalls`` (the hot calls as
-builtins: _server_hot.py over _hot.h), ``_Loans`` (zero-copy:
+builtins: _server_hot.py over bindings/hot.h), ``_Loans`` (zero-copy:
 _server_loans.py) and ``_Control`` (control messages, readers, event
 loops: _server_control.py); create()'s config is built by
 _server_config.py.  This module holds the lifecycle and the publishing

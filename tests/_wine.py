@@ -210,7 +210,7 @@ def _fetch_downloads() -> Path:
 class WinPython:
     """The embeddable Windows CPython in the session's wine prefix, with the
     shmx package staged for Windows: the Python sources, shmx.dll, the
-    out-of-line cffi module (shmx/_build_abi.py) and its loader as
+    out-of-line cffi module (bindings/build_abi.py) and its loader as
     ``shmx/_shmx.py``."""
 
     def __init__(self, wine: Wine, home: Path) -> None:
@@ -291,12 +291,14 @@ def windows_python(wine: Wine) -> WinPython:
     # The package as it would be installed on Windows.
     pkg = home / "pkg" / "shmx"
     pkg.mkdir(parents=True)
-    for f in (ROOT / "shmx").iterdir():
-        if f.suffix in (".py", ".h", ".typed"):
-            shutil.copy(f, pkg / f.name)
+    for f in sorted((ROOT / "shmx").rglob("*")):  # subpackages (shmx/cli/) too
+        if f.suffix in (".py", ".typed") and "__pycache__" not in f.parts:
+            target = pkg / f.relative_to(ROOT / "shmx")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, target)
     shutil.copy(ROOT / "shmx" / "_abi_lib.py", pkg / "_shmx.py")
     shutil.copy(build_mingw_library(wine) / "shmx.dll", pkg / "shmx.dll")
-    run([sys.executable, "-m", "shmx._build_abi", str(pkg)], timeout=120, cwd=ROOT)
+    run([sys.executable, str(ROOT / "bindings" / "build_abi.py"), str(pkg)], timeout=120, cwd=ROOT)
     # An embeddable CPython takes its path from the ._pth file alone.
     pth = next((home / "python").glob("python3*._pth"))
     zipname = next((home / "python").glob("python3*.zip")).name

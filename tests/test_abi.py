@@ -1,7 +1,7 @@
 """The C library's contract with its users: the header, the cffi cdef, the
 exported symbols, the SONAME, the versions and the installed files agree.
 
-(a) every SHMX_API function of shmx.h is in shmx/_cdef.h and vice versa;
+(a) every SHMX_API function of shmx.h is in bindings/cdef.h and vice versa;
     every status, enumerator and constant of the header is in the cdef with
     the header's value;
 (b) libshmx.so exports exactly the header's functions (version script and
@@ -23,7 +23,7 @@ import pytest
 from _clib import CC, CFLAGS, CSRC, INCLUDE, ROOT, build_library, have, install_library, run, session_dir
 
 HEADER = INCLUDE / "shmx.h"
-CDEF = ROOT / "shmx" / "_cdef.h"
+CDEF = ROOT / "bindings" / "cdef.h"
 
 
 def _strip_comments(text: str) -> str:
@@ -85,8 +85,8 @@ def header_int_defines() -> Dict[str, int]:
 def test_header_and_cdef_declare_the_same_functions() -> None:
     hdr, cdef = header_functions(), cdef_functions()
     assert len(hdr) > 50
-    assert not hdr - cdef, f"in shmx.h but not in shmx/_cdef.h: {sorted(hdr - cdef)}"
-    assert not cdef - hdr, f"in shmx/_cdef.h but not SHMX_API in shmx.h: {sorted(cdef - hdr)}"
+    assert not hdr - cdef, f"in shmx.h but not in bindings/cdef.h: {sorted(hdr - cdef)}"
+    assert not cdef - hdr, f"in bindings/cdef.h but not SHMX_API in shmx.h: {sorted(cdef - hdr)}"
 
 
 def _tokens(text: str) -> list:
@@ -354,3 +354,19 @@ def test_makefile_builds_warning_clean_under_c99(build: Path) -> None:
                  "--version-script=libshmx.map", "-soname"):
         assert flag in text, flag
     assert (build / "libshmx.a").is_file() and (build / "shmx.pc").is_file()
+
+
+def test_extension_builds_with_the_makefiles_warning_flags() -> None:
+    """bindings/build_ffi.py compiles the Makefile's C files with the
+    Makefile's WARN flags (-Werror among them), read from the Makefile."""
+    import runpy
+    pytest.importorskip("cffi")
+    text = (CSRC / "Makefile").read_text().replace("\\\n", " ")
+    warn = re.search(r"^WARN\s*:=\s*(.*)$", text, flags=re.M).group(1).split()
+    srcs = re.search(r"^PROTOCOL_SRCS\s*:=\s*(.*)$", text, flags=re.M).group(1).split()
+    assert {"-std=c99", "-Wall", "-Wextra", "-Werror"} <= set(warn)
+    build = runpy.run_path(str(ROOT / "bindings" / "build_ffi.py"))  # defines, does not compile
+    kwds = build["ffibuilder"]._assigned_source[3]  # what set_source() was given
+    args = kwds["extra_compile_args"]
+    assert args[-len(warn):] == warn, args  # last: nothing after them turns a warning off
+    assert [Path(s).name for s in kwds["sources"]] == srcs + ["platform_posix.c"]

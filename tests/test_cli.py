@@ -471,7 +471,8 @@ def test_demo_short(shm_dir: str) -> None:
 def test_bench_not_found_is_one_line(monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture) -> None:
     from shmx import cli
-    monkeypatch.setattr(cli, "find_bench", lambda: None)
+    from shmx.cli import bench
+    monkeypatch.setattr(bench, "find_bench", lambda: None)
     assert cli.main(["bench", "--quick"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tools/bench.py not found" in err[0]
@@ -760,7 +761,7 @@ def test_play_refuses_a_live_name(shm_dir: str, tmp_path: Path, unique_name: Cal
     path = tmp_path / "r.shmxrec"
     try:
         # A valid recording: header, schema, end.
-        from shmx._record import RecordingWriter, Schema
+        from shmx.cli.shmxrec import RecordingWriter, Schema
         with open(path, "wb") as f:
             w = RecordingWriter(f)
             w.write_schema(Schema(0, 0, 3, 4, 4096, 4096, 0, 0, "x", IMG_STREAMS))
@@ -806,7 +807,7 @@ def test_play_survives_hostile_recordings(shm_dir: str, tmp_path: Path,
     """A FIFO under the file's name, a frame stamped centuries ahead, and a
     196-byte file claiming a 1 GiB ring: clear errors or a bounded replay,
     never a hang or a huge reservation."""
-    from shmx._record import RecordingWriter, Schema
+    from shmx.cli.shmxrec import RecordingWriter, Schema
     fifo = tmp_path / "fifo.shmxrec"
     os.mkfifo(fifo)
     assert_error(run("play", str(fifo), "--as", unique_name("fifo"), "--dir", shm_dir), 1,

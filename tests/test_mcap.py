@@ -211,8 +211,9 @@ def end_meta(info: Dict[str, Any], name: str) -> Dict[str, str]:
 
 # ------------------------------------------------------------------- tests
 def test_import_shmx_loads_no_optional_package() -> None:
-    code = ("import sys, shmx, shmx.cli, shmx._mcap, shmx._mcap_record, shmx._mcap_play\n"
-            "import shmx._foxglove, shmx._cdr, shmx._protowire\n"
+    code = ("import sys, shmx, shmx.cli, shmx.cli.mcap, shmx.cli.mcap_record, shmx.cli.mcap_play\n"
+            "import shmx.cli.record, shmx.cli.foxglove, shmx.cli.cdr, shmx.cli.protowire\n"
+            "shmx.cli.build_parser()\n"
             "bad = [m for m in ('mcap', 'foxglove', 'zstandard', 'lz4', 'websockets', 'google.protobuf')\n"
             "       if m in sys.modules]\n"
             "print(','.join(bad))")
@@ -498,7 +499,7 @@ def test_foreign_single_image_channel_is_pixels_width_height(shm_dir: str, tmp_p
     with open(path, "wb") as f:
         w = Writer(f)
         w.start()
-        from shmx._protowire import RAW_IMAGE_NAME, RAW_IMAGE_SCHEMA, raw_image_head
+        from shmx.cli.protowire import RAW_IMAGE_NAME, RAW_IMAGE_SCHEMA, raw_image_head
         sid = w.register_schema(RAW_IMAGE_NAME, "protobuf", RAW_IMAGE_SCHEMA)
         cid = w.register_channel("/cam", "protobuf", sid)
         px = bytes(range(2 * 2))
@@ -597,7 +598,7 @@ def test_hostile_mcap_input_is_a_clear_error(shm_dir: str, tmp_path: Path,
 
 def test_hostile_messages_in_other_tools_files(shm_dir: str, tmp_path: Path,
                                                unique_name: Callable[[str], str]) -> None:
-    from shmx._protowire import RAW_IMAGE_NAME, RAW_IMAGE_SCHEMA, field_len_head, raw_image_head
+    from shmx.cli.protowire import RAW_IMAGE_NAME, RAW_IMAGE_SCHEMA, field_len_head, raw_image_head
     bad_msgs = {
         # RawImage whose data field claims 4 GiB.
         "proto-huge": (RAW_IMAGE_NAME, "protobuf", RAW_IMAGE_SCHEMA,
@@ -633,7 +634,7 @@ def test_hostile_messages_in_other_tools_files(shm_dir: str, tmp_path: Path,
 
 # ------------------------------------------------------------------ pieces
 def test_raw_image_schema_matches_foxglove_and_decodes() -> None:
-    from shmx import _protowire as pw
+    from shmx.cli import protowire as pw
     ours = pw.descriptor_messages(pw.RAW_IMAGE_SCHEMA)["foxglove.RawImage"]
     fox = pytest.importorskip("foxglove", reason="foxglove-sdk is not installed")
     from foxglove.messages import RawImage, Timestamp
@@ -652,7 +653,7 @@ def test_raw_image_schema_matches_foxglove_and_decodes() -> None:
 
 
 def test_cdr_decoder_bounds() -> None:
-    from shmx._cdr import CdrError, decode_image, encode_sensor_image
+    from shmx.cli.cdr import CdrError, decode_image, encode_sensor_image
     msg = encode_sensor_image(5_000_000_007, "cam", 2, 3, "rgb8", 9, bytes(18))
     d = decode_image("sensor_msgs/msg/Image", msg)
     assert (d["timestamp_ns"], d["frame_id"], d["height"], d["width"], d["step"]) == (5_000_000_007, "cam", 2, 3, 9)
@@ -664,7 +665,7 @@ def test_cdr_decoder_bounds() -> None:
 
 
 def test_image_geometry_rules() -> None:
-    from shmx._image import image_geometry
+    from shmx.cli.image import image_geometry
     u8c3 = {"dtype_code": shmx.DT_U8, "components": 3, "bytes_per_elem": 3}
     u8 = {"dtype_code": shmx.DT_U8, "components": 1, "bytes_per_elem": 1}
     u32 = {"dtype_code": shmx.DT_U32, "components": 1, "bytes_per_elem": 4}

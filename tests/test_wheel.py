@@ -6,6 +6,8 @@ there by real processes.
   built from it, so this is also checked by the build itself);
 * the wheel is tagged cp38-abi3 / manylinux_2_17 and its extension needs
   nothing newer than glibc 2.17, with every C library symbol versioned;
+* the wheel holds every module of the package (shmx/cli/ included) and
+  none of its build (bindings/, C sources, headers);
 * in a venv made by ``python -m venv`` (no system site packages), with
   ``CC=false``, ``CXX=false`` and a PATH holding only the venv's bin and
   ``false``, and (as root, where unshare(1) works) in a mount namespace where
@@ -241,13 +243,14 @@ def test_sdist_holds_what_the_build_reads(dist: Dist) -> None:
     with tarfile.open(dist.sdist) as tar:
         top = dist.sdist.name[:-len(".tar.gz")]
         names = {m.name[len(top) + 1:] for m in tar.getmembers() if m.isfile()}
-    # Whatever the checkout holds of these (the C sources grow; _cdef.h may
+    # Whatever the checkout holds of these (the C sources grow; cdef.h may
     # become generated): the extension's build reads them, the sdist needs them.
-    needed = {str(p.relative_to(ROOT)) for pattern in ("csrc/**/*.c", "csrc/**/*.h", "shmx/**/*.py", "shmx/**/*.h")
+    needed = {str(p.relative_to(ROOT)) for pattern in ("csrc/**/*.c", "csrc/**/*.h", "shmx/**/*.py",
+                                                       "bindings/*.py", "bindings/*.h")
               for p in ROOT.glob(pattern) if "__pycache__" not in p.parts}
     needed |= {f for f in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "shmx/py.typed",
                            "csrc/Makefile", "csrc/libshmx.map") if (ROOT / f).exists()}
-    assert {"shmx/_build_ffi.py", "csrc/include/shmx.h"} <= needed
+    assert {"bindings/build_ffi.py", "bindings/cdef.h", "shmx/cli/__init__.py", "csrc/include/shmx.h"} <= needed
     assert needed - names == set(), f"missing from {dist.sdist.name}"
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))], "build products in the sdist"
 
@@ -274,6 +277,24 @@ def test_wheel_is_manylinux2014_abi3(dist: Dist) -> None:
                     "libdl.so.2", "librt.so.1", "libm.so.6"}, f"links {libs}"
     dynamic = {t.entry.d_tag: t for t in elf.get_section_by_name(".dynamic").iter_tags()}
     assert "DT_RPATH" not in dynamic and "DT_RUNPATH" not in dynamic, "an rpath into the build machine"
+
+
+def test_wheel_holds_the_package_not_its_build(dist: Dist, tmp_path: Path) -> None:
+    with zipfile.ZipFile(dist.wheel) as z:
+        names = set(z.namelist())
+    package = {str(p.relative_to(ROOT)) for p in (ROOT / "shmx").rglob("*.py") if "__pycache__" not in p.parts}
+    assert "shmx/cli/__init__.py" in package and package - names == set(), \
+        f"package modules missing from the wheel: {sorted(package - names)}"
+    assert not [n for n in names if n.startswith(("bindings/", "csrc/")) or n.endswith((".h", ".c"))
+                or "build_ffi" in n or "build_abi" in n], sorted(names)
+    # tools/build_wheel.py's own check refuses a wheel that carries the build.
+    planted = tmp_path / dist.wheel.name
+    with zipfile.ZipFile(dist.wheel) as src, zipfile.ZipFile(planted, "w") as dst:
+        for n in src.namelist():
+            dst.writestr(n, src.read(n))
+        dst.writestr("shmx/cdef.h", "/* planted */\n")
+    with pytest.raises(build_wheel.BuildError, match="build files"):
+        build_wheel.check_wheel(planted, f"manylinux_2_17_{os.uname().machine}")
 
 
 def test_wheel_runs_without_a_compiler(venv: Venv, unique_name: Callable[[str], str],

@@ -41,7 +41,7 @@ FORMATS = ("shmxrec", "mcap-none", "mcap-lz4", "mcap-zstd", "sdk-none", "sdk-zst
 SDK_RECORDER = r"""
 import json, sys, time, foxglove, shmx
 from foxglove.mcap import MCAPWriteOptions, MCAPCompression
-from shmx import _protowire as pw
+from shmx.cli import protowire as pw
 name, out, comp = sys.argv[1], sys.argv[2], sys.argv[3]
 opts = MCAPWriteOptions(compression=None if comp == "none" else MCAPCompression.Zstd)
 c = shmx.connect(name, timeout=10)

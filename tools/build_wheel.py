@@ -110,9 +110,15 @@ def check_wheel(wheel: Path, plat: str) -> None:
     if (python, abi) != ("cp38", "abi3") or plat not in plats.split("."):
         raise BuildError(f"{wheel.name}: tags {python}-{abi}-{plats}, expected cp38-abi3-{plat}")
     with zipfile.ZipFile(wheel) as z:
-        exts = [n for n in z.namelist() if n.endswith(".so")]
+        names = z.namelist()
+        exts = [n for n in names if n.endswith(".so")]
         if exts != ["shmx/_shmx.abi3.so"]:
             raise BuildError(f"{wheel.name}: extension modules {exts}, expected shmx/_shmx.abi3.so")
+        # The build (bindings/, C sources and headers) is the sdist's, not the package's.
+        build_files = [n for n in names if n.startswith(("bindings/", "csrc/")) or n.endswith((".h", ".c"))
+                       or n.rsplit("/", 1)[-1] in ("build_ffi.py", "build_abi.py")]
+        if build_files:
+            raise BuildError(f"{wheel.name}: holds build files {build_files}")
         with tempfile.TemporaryFile() as so:
             so.write(z.read(exts[0]))
             so.seek(0)

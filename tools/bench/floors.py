@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import C_DIR, CSRC, FRAME_1080P
+from . import C_DIR, CSRC, FRAME_1080P, ROOT
 from .peers import run_quiet, tail
 from .workers import RunFailed, Unsupported, cleanup_names, unique_name
 
@@ -147,7 +147,9 @@ def handoff_limits(build: str, quick: bool) -> Dict[str, Any]:
 
 def c_latest(build: str, quick: bool) -> Dict[str, Any]:
     """The C core's latest() of an unchanged frame and 3-stream publish."""
-    from shmx._build_ffi import c_sources  # csrc/Makefile's list of C files (the one import of it)
+    if str(ROOT / "bindings") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bindings"))
+    from build_ffi import c_sources  # csrc/Makefile's list of C files (the one import of it)
     srcs = [CSRC / f for f in c_sources()]
     exe = compile_c(build, "latest_micro", [C_DIR / "latest_micro.c", *srcs],
                     [f"-I{CSRC / 'include'}", f"-I{CSRC}"])

@@ -1,4 +1,6 @@
-"""``shmx record`` and ``shmx play``: frames to a file and back.
+"""``shmx record -o FILE`` and ``shmx play FILE`` for a ``.shmxrec`` file:
+one region's frames to a file and back (MCAP is ``mcap_record`` and
+``mcap_play``; ``record`` picks one).
 
 The file format is specified in docs/record-format.md; in short: a 16-byte
 file header, then length-prefixed blocks (one schema block, one block per
@@ -14,13 +16,13 @@ import sys
 import time
 from typing import Any, BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from ._cliutil import (EXIT_FAILURE, EXIT_OK, CliError, Progress, Stop, check_name,
+from .util import (EXIT_FAILURE, EXIT_OK, CliError, Progress, Stop, check_name,
                        code_for_status, finishing, fmt_bytes, shm_dir_of, stop_on_sigterm, to_json)
-from ._common import create_stream_spec
-from ._shmx import lib
-from .client import Client, connect
-from .errors import ShmxError
-from .server import Server
+from .._common import create_stream_spec
+from .._shmx import lib
+from ..client import Client, connect
+from ..errors import ShmxError
+from ..server import Server
 
 MAGIC = b"SHMXREC\x00"
 VERSION_MAJOR = 1

@@ -17,25 +17,34 @@ replay live regions.
 Exit codes: 0 success, 1 runtime failure (no such region, not a shmx
 region, permission denied...), 2 usage error.  Errors are one line on
 stderr; set SHMX_DEBUG=1 to see a traceback for unexpected ones.
+
+This package is the command only: it uses the library (``shmx.Server``,
+``Client``, ``Inspector``, ``shmx.bridge``) like any other program, and no
+module of the library imports it (tests/test_layers.py checks that).  This
+module holds the parser and the dispatch; each subcommand family lives in
+its own module, imported only when that subcommand runs, so ``shmx ls``
+never loads zenoh, mcap, foxglove or numpy:
+
+    regions      ls, inspect, rm          top        top
+    demo         demo                     bench      bench
+    snapshot     snapshot                 bridge     bridge out|in (the parser too)
+    record       record, play: picks the format of the file
+    shmxrec      the .shmxrec format      mcap       the MCAP message codec
+    mcap_record  MCAP recording           mcap_play  MCAP reading and playing
+    foxglove     foxglove                 image      which streams are images
+    protowire    protobuf messages        cdr        ROS 2 image messages (CDR)
+    util         errors, opening a region, formatting: shared by all of them
 """
 from __future__ import annotations
 
 import argparse
 import os
-import stat
-import subprocess
 import sys
-import time
-from pathlib import Path
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, NoReturn, Optional, Sequence
 
-from ._cliutil import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, Stop, active_readers,
-                       check_name, fmt_age, fmt_bytes, liveness_word, open_inspector, shm_dir_of,
-                       table, to_json)
-from ._common import unlink
-from ._shmx import ffi, lib
-from .errors import ShmxError
-from .inspector import Inspector
+from .._shmx import ffi, lib
+from ..errors import ShmxError
+from .util import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, Stop
 
 
 # ---------------------------------------------------------------- parsing
@@ -68,7 +77,7 @@ _positive_int = _number(int, zero_ok=False)
 
 
 def _size(text: str) -> int:
-    from ._mcap import parse_size  # no mcap import: only the helper
+    from .record import parse_size  # imports no mcap
     return parse_size(text)
 
 
@@ -98,7 +107,7 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
             "streams, readers, frames published, legacy (shmx 1.0.1 layout, no extension) or not. "
             "Regions whose owner is dead are marked stale. Other files are not listed.")
     p.add_argument("--json", action="store_true", help="print a JSON list")
-    p.set_defaults(func=cmd_ls)
+    p.set_defaults(func=_lazy("regions", "cmd_ls"))
 
     p = add("inspect", "show a region's header, streams and readers",
             "Show a region without disturbing it (read-only, no reader slot): header, "
@@ -106,7 +115,7 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
             "of its heartbeat.")
     p.add_argument("name", help="region name")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_inspect)
+    p.set_defaults(func=_lazy("regions", "cmd_inspect"))
 
     p = add("top", "live view of a region's throughput and readers",
             "A live view refreshed in place: frames/s, MB/s, and per reader frames read, "
@@ -118,7 +127,7 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
     p.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
                    help="stop after N refreshes (default: until q or Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print one JSON object per refresh")
-    p.set_defaults(func=_lazy("_top", "cmd_top"))
+    p.set_defaults(func=_lazy("top", "cmd_top"))
 
     p = add("rm", "remove a region, or every stale one",
             "Remove regions by name, or with --stale every region whose owner process is "
@@ -128,7 +137,7 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
     p.add_argument("--stale", action="store_true", help="remove every region whose owner is dead")
     p.add_argument("--force", action="store_true", help="remove even when the owner is alive")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
-    p.set_defaults(func=cmd_rm)
+    p.set_defaults(func=_lazy("regions", "cmd_rm"))
 
     p = add("demo", "run a live producer/consumer demo",
             "Start a producer process publishing a synthetic 640x480 RGB video and read it "
@@ -140,12 +149,12 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
                    help="frames per second the producer aims at (0: as fast as it can; default 60)")
     p.add_argument("--name", default=None, help="region name (default: shmx-demo-<pid>)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=_lazy("_demo", "cmd_demo"))
+    p.set_defaults(func=_lazy("demo", "cmd_demo"))
 
     p = add("bench", "run the benchmark (tools/bench.py)",
             "Run tools/bench.py from the source tree, passing every argument through "
             "(e.g. 'shmx bench --quick'; 'shmx bench -- --help' for its own options).")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=_lazy("bench", "cmd_bench"))
 
     p = add("snapshot", "write the latest frame of a stream as PNG or .npy",
             "Write the latest frame of a stream to a file, read-only (no reader slot). "
@@ -160,7 +169,7 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
                    help="image shape, e.g. 480x640x3 (or HxW for gray)")
     p.add_argument("--npy", action="store_true", help="write a .npy file instead of PNG")
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
-    p.set_defaults(func=_lazy("_snapshot", "cmd_snapshot"))
+    p.set_defaults(func=_lazy("snapshot", "cmd_snapshot"))
 
     p = add("record", "record every frame of regions to an MCAP or .shmxrec file",
             "Record frames (schema, frame ids, sim_time, stream data, receive timestamps). "
@@ -191,7 +200,7 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
                    help="wait up to S seconds for the region(s) to appear (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=_lazy("_mcap", "cmd_record_any"))
+    p.set_defaults(func=_lazy("record", "cmd_record"))
 
     p = add("play", "publish a recording as a live region",
             "Create region NAME with the recorded schema and publish the recorded frames "
@@ -216,7 +225,7 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
                    help="at the end, wait up to S seconds for readers to catch up (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=_lazy("_mcap", "cmd_play"))
+    p.set_defaults(func=_lazy("record", "cmd_play"))
 
     p = add("foxglove", "serve live regions to Foxglove over WebSocket",
             "Serve regions over the Foxglove WebSocket protocol (needs 'shmx[foxglove]'): "
@@ -232,19 +241,19 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
                    help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--wait", type=_non_negative_float, default=0.0, metavar="S",
                    help="wait up to S seconds for the region(s) to appear (default 0)")
-    p.set_defaults(func=_lazy("_foxglove", "cmd_foxglove"))
+    p.set_defaults(func=_lazy("foxglove", "cmd_foxglove"))
 
-    from ._bridge_cli import register as register_bridge  # imports no zenoh
+    from .bridge import register as register_bridge  # imports no zenoh
     register_bridge(add, _positive_float)
     return parsers
 
 
 def _lazy(module: str, func: str) -> Any:
-    """A command implemented in another module, imported only when run."""
+    """The command ``func`` of ``shmx.cli.<module>``, imported only when run."""
 
     def run(args: argparse.Namespace) -> int:
         import importlib
-        mod = importlib.import_module(f"shmx.{module}")
+        mod = importlib.import_module(f"{__name__}.{module}")
         return getattr(mod, func)(args)
 
     run.__name__ = func
@@ -256,284 +265,6 @@ def _version() -> str:
         return ffi.string(lib.shmx_version()).decode()
     except Exception:  # pragma: no cover - the extension always answers
         return "?"
-
-
-# ---------------------------------------------------------------- scanning
-def region_summary(insp: Inspector, name: str, shm_dir: str) -> Dict[str, Any]:
-    """What ``ls`` shows about one open region."""
-    h = insp.get_header_info()
-    streams = insp.get_streams_info()
-    readers = [r for r in insp.get_readers_info() if r["in_use"]]
-    owner = liveness_word(h["owner_alive"])
-    return {
-        "name": name,
-        "path": os.path.join(shm_dir, name),
-        "size": h["total_bytes"],
-        "owner_pid": h["owner_pid"] or None,
-        "owner": owner,
-        "stale": h["owner_alive"] is False,
-        "closed": h["closed"],
-        "legacy": not h["extended"],
-        "streams": [s["name"] for s in streams],
-        "readers": len(readers),
-        "reader_slots": h["reader_slots"],
-        "frames": h["frame_seq"],
-        "slots": h["slots"],
-        "frame_bytes_cap": h["frame_bytes_cap"],
-    }
-
-
-def scan_regions(shm_dir: str, unreadable: Optional[List[str]] = None) -> List[Dict[str, Any]]:
-    """Every shmx region in ``shm_dir`` (sorted by name).  Files that are
-    not shmx regions, cannot be read, or are still being created (a '~' in
-    the name) are left out; the names of those we may not open (they may be
-    regions of another user) are added to ``unreadable``."""
-    try:
-        names = sorted(os.listdir(shm_dir))
-    except FileNotFoundError:
-        raise CliError(f"no such directory '{shm_dir}'") from None
-    except NotADirectoryError:
-        raise CliError(f"'{shm_dir}' is not a directory") from None
-    except PermissionError:
-        raise CliError(f"permission denied reading directory '{shm_dir}'") from None
-    out = []
-    for name in names:
-        if "~" in name:  # a region being created under a temporary name
-            continue
-        try:
-            st = os.lstat(os.path.join(shm_dir, name))
-        except OSError:
-            continue
-        if not stat.S_ISREG(st.st_mode) or st.st_size < 128:
-            continue
-        if lib.shmx_check_name(os.fsencode(name)) != 0:
-            continue
-        insp = Inspector()
-        if not insp.open(name, shm_dir=shm_dir):
-            if insp._last_status == lib.SHMX_EACCES and unreadable is not None:
-                unreadable.append(name)
-            continue
-        try:
-            out.append(region_summary(insp, name, shm_dir))
-        finally:
-            insp.close()
-    return out
-
-
-# ---------------------------------------------------------------------- ls
-def cmd_ls(args: argparse.Namespace) -> int:
-    shm_dir = shm_dir_of(args)
-    unreadable: List[str] = []
-    regions = scan_regions(shm_dir, unreadable)
-    if args.json:
-        print(to_json(regions))
-        return EXIT_OK
-    note = ""
-    if unreadable:
-        note = (f" ({len(unreadable)} file{'s' if len(unreadable) != 1 else ''} not readable by this "
-                f"user: {', '.join(unreadable[:5])}{', ...' if len(unreadable) > 5 else ''})")
-    if not regions:
-        print(f"no shmx regions in {shm_dir}{note}")
-        return EXIT_OK
-    rows = []
-    for r in regions:
-        owner = f"{r['owner_pid'] or '?'} {r['owner']}" + (" (stale)" if r["stale"] else "")
-        names = ",".join(r["streams"])
-        if len(names) > 40:
-            names = names[:37] + "..."
-        rows.append([r["name"], fmt_bytes(r["size"]), owner, len(r["streams"]),
-                     f"{r['readers']}/{r['reader_slots']}", r["frames"],
-                     "legacy" if r["legacy"] else "shmx", names])
-    print(table(["NAME", "SIZE", "OWNER", "STREAMS", "READERS", "FRAMES", "LAYOUT", "STREAM NAMES"],
-                rows, right=(1, 3, 5)))
-    stale = sum(1 for r in regions if r["stale"])
-    footer = f"{len(regions)} region{'s' if len(regions) != 1 else ''} in {shm_dir}"
-    if stale:
-        footer += f"; {stale} stale (owner dead): remove with 'shmx rm --stale'"
-    print(footer + note)
-    return EXIT_OK
-
-
-# ----------------------------------------------------------------- inspect
-def inspect_report(insp: Inspector, shm_dir: str) -> Dict[str, Any]:
-    """The Inspector's report, readers reduced to those in use (with lag and
-    heartbeat age), plus the latest frame's metadata and stream sizes."""
-    now = time.monotonic_ns()
-    rep = insp.inspect()
-    h = rep["header"]
-    h["path"] = os.path.join(shm_dir, h["name"])
-    h["owner"] = liveness_word(h["owner_alive"])
-    h["owner_heartbeat_age_s"] = (round(max(now - h["owner_heartbeat"], 0) / 1e9, 3)
-                                  if h.get("owner_heartbeat") else None)
-    rep["readers"] = active_readers(rep["readers"], rep["frame_seq"], now)
-    latest = insp.copy_latest()
-    if latest is None:
-        rep["latest"] = None
-    else:
-        meta = dict(latest.pop("__metadata__"))
-        meta["streams"] = {k: {"elem_count": v["elem_count"], "bytes": v["bytes"]} for k, v in latest.items()}
-        rep["latest"] = meta
-    return rep
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    shm_dir = shm_dir_of(args)
-    insp = open_inspector(args.name, shm_dir)
-    try:
-        rep = inspect_report(insp, shm_dir)
-    finally:
-        insp.close()
-    if args.json:
-        print(to_json(rep))
-        return EXIT_OK
-    h = rep["header"]
-    kind = ("shmx (extension block present)" if h["extended"]
-            else "legacy (shmx 1.0.1, no extension block)")
-    owner = f"pid {h['owner_pid']}, {h['owner']}" if h["owner_pid"] else h["owner"]
-    if h["owner_alive"] is False:
-        owner += " (stale: 'shmx rm --stale' removes it)"
-    if h["owner_heartbeat_age_s"] is not None:
-        owner += f", heartbeat {fmt_age(h['owner_heartbeat_age_s'])} ago"
-    lines = [
-        ("region", f"{h['name']}  ({h['path']})"),
-        ("layout", f"v{h['version_major']}.{h['version_minor']} {kind}"),
-        ("owner", owner),
-        ("state", "closed by its server" if h["closed"] else "open"),
-        ("session", f"0x{h['session_id']:016x}"),
-        ("frames", f"{h['frame_seq']} published, {h['overruns']} overruns"),
-        ("slots", f"{h['slots']} x {fmt_bytes(h['slot_payload_cap'])} "
-                  f"(frame_bytes_cap {h['frame_bytes_cap']})"),
-        ("size", f"{h['total_bytes']} bytes ({fmt_bytes(h['total_bytes'])})"),
-        ("static", f"gen {h['static_gen']}, {h['static_bytes_used']}/{h['static_bytes_cap']} bytes"),
-        ("readers", f"{len(rep['readers'])} attached, {h['reader_slots']} slots, "
-                    f"{h['control_per_reader']} control bytes each"),
-        ("checksum", h["checksum"]),
-    ]
-    latest = rep["latest"]
-    if latest:
-        lines.append(("latest", f"frame {latest['frame_id']}, sim_time {latest['sim_time']:g}, "
-                                f"{latest['payload_bytes']} payload bytes"))
-    else:
-        lines.append(("latest", "no frame published yet"))
-    width = max(len(k) for k, _ in lines)
-    for k, v in lines:
-        print(f"{k.ljust(width)}  {v}")
-    print()
-    print(f"streams ({len(rep['streams'])})")
-    if rep["streams"]:
-        sizes = latest["streams"] if latest else {}
-        rows = []
-        for s in rep["streams"]:
-            cur = sizes.get(s["name"])
-            rows.append([s["id"], s["name"], s["dtype"], s["components"], s["layout"], s["bytes_per_elem"],
-                         "x".join(map(str, s["shape"])) if s.get("shape") else "-",
-                         cur["elem_count"] if cur else "-", cur["bytes"] if cur else "-",
-                         len(s.get("extra", b"")) or ""])
-        print(table(["ID", "NAME", "DTYPE", "COMP", "LAYOUT", "BYTES/ELEM", "SHAPE", "LATEST ELEMS",
-                     "LATEST BYTES", "EXTRA"], rows, indent="  ", right=(0, 3, 5, 7, 8, 9)))
-    print()
-    print(f"readers ({len(rep['readers'])})")
-    if rep["readers"]:
-        rows = [[r["index"], r["pid"] or "-", liveness_word(r["alive"]), "yes" if r["legacy"] else "no",
-                 r["last_frame_seen"], r["lag"], r["frames_read"], r["frames_dropped"],
-                 fmt_age(r["heartbeat_age_s"]), f"{r['reader_id']:016x}"] for r in rep["readers"]]
-        print(table(["SLOT", "PID", "ALIVE", "LEGACY", "LAST SEEN", "LAG", "READ", "DROPPED",
-                     "HEARTBEAT AGE", "READER ID"], rows, indent="  ", right=(0, 1, 4, 5, 6, 7, 8)))
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------------- rm
-def _unlink(name: str, shm_dir: str, force: bool) -> None:
-    try:
-        unlink(name, shm_dir=shm_dir, force=force)
-    except ShmxError as exc:
-        raise CliError(str(exc).replace("; pass force=True", "; use --force to remove it anyway")) from None
-
-
-def _remove_named(name: str, shm_dir: str, force: bool, dry_run: bool) -> str:
-    check_name(name)
-    insp = Inspector()
-    if not insp.open(name, shm_dir=shm_dir):
-        status = insp._last_status
-        if status == lib.SHMX_ECORRUPT:
-            # Never delete a file we do not recognise, --force or not.
-            raise CliError(f"{insp.last_error}; not removing it")
-        if not (force and status == lib.SHMX_EVERSION):
-            raise CliError(insp.last_error, 1)
-        desc = "region of another layout version"
-    else:
-        try:
-            h = insp.get_header_info()
-        finally:
-            insp.close()
-        alive = h["owner_alive"]
-        if alive is True and not force:
-            raise CliError(f"region '{name}' belongs to a live server (pid {h['owner_pid']}); "
-                           f"use --force to remove it anyway")
-        if alive is None and not force:
-            raise CliError(f"region '{name}' is a shmx 1.0.1 region whose owner cannot be checked; "
-                           f"use --force to remove it")
-        desc = {True: f"live server pid {h['owner_pid']}", False: f"owner pid {h['owner_pid']} dead",
-                None: "legacy region"}[alive]
-    if not dry_run:
-        _unlink(name, shm_dir, force)
-    return f"{'would remove' if dry_run else 'removed'} {name} ({desc})"
-
-
-def cmd_rm(args: argparse.Namespace) -> int:
-    shm_dir = shm_dir_of(args)
-    if args.stale == bool(args.names):
-        raise CliError("give region names or --stale (not both)", EXIT_USAGE)
-    code = EXIT_OK
-    if args.stale:
-        stale = [r for r in scan_regions(shm_dir) if r["stale"]]
-        if not stale:
-            print(f"no stale regions in {shm_dir}")
-        for r in stale:
-            try:
-                if not args.dry_run:
-                    _unlink(r["name"], shm_dir, False)
-                verb = "would remove" if args.dry_run else "removed"
-                print(f"{verb} stale region {r['name']} (owner pid {r['owner_pid']} dead)")
-            except CliError as exc:
-                print(f"shmx rm: {exc}", file=sys.stderr)
-                code = EXIT_FAILURE
-        return code
-    for name in args.names:
-        try:
-            print(_remove_named(name, shm_dir, args.force, args.dry_run))
-        except CliError as exc:
-            print(f"shmx rm: {exc}", file=sys.stderr)
-            code = max(code, exc.code)
-    return code
-
-
-# ------------------------------------------------------------------- bench
-def find_bench() -> Optional[Path]:
-    """tools/bench.py of the source tree this package runs from (editable
-    install), or of the current directory."""
-    here = Path(__file__).resolve().parent.parent
-    for cand in (here / "tools" / "bench.py", Path.cwd() / "tools" / "bench.py"):
-        if cand.is_file():
-            return cand
-    return None
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    bench = find_bench()
-    if bench is None:
-        raise CliError("tools/bench.py not found: the benchmark ships with the source repository, "
-                       "not the installed package (run it from a checkout)")
-    passthrough = list(args.passthrough)
-    if passthrough[:1] == ["--"]:
-        passthrough = passthrough[1:]
-    env = dict(os.environ)
-    if getattr(args, "dir", None):
-        env["SHMX_DIR"] = args.dir
-    try:
-        return subprocess.call([sys.executable, str(bench), *passthrough], env=env)
-    except KeyboardInterrupt:
-        return 130
 
 
 # -------------------------------------------------------------------- main
@@ -584,6 +315,3 @@ def _err(prog: str, message: str) -> None:
     sys.stderr.write(f"{prog}: {' '.join(message.split())}\n")
     sys.stderr.flush()
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

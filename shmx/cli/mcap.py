@@ -1,5 +1,5 @@
 """MCAP recordings: the message codec shared by ``shmx record``, ``shmx play``
-and ``shmx foxglove``, and the two commands' entry points.
+and ``shmx foxglove`` (which format a run uses is ``record``'s choice).
 
 Written and read with the ``mcap`` package (extra ``shmx[mcap]``), imported
 only when a command runs.  The layout of a file is in docs/mcap.md: per
@@ -8,18 +8,17 @@ included), a ``/<region>/_frame`` channel (``shmx.Frame``) and one channel
 per stream (``foxglove.RawImage`` for images, ``shmx.Stream<T>`` otherwise,
 all protobuf), every message of one frame under the same ``sequence``, and a
 ``shmx.end`` record with the frame and dropped counts.  Recording is in
-``shmx._mcap_record``, reading and playing in ``shmx._mcap_play``.
+``shmx.cli.mcap_record``, reading and playing in ``shmx.cli.mcap_play``.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import struct
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from . import _protowire as pw
-from ._cliutil import EXIT_USAGE, CliError
-from ._shmx import ffi, lib
+from . import protowire as pw
+from .util import CliError
+from .._shmx import ffi, lib
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -162,52 +161,6 @@ def _shmx_version() -> str:
         return "?"
 
 
-def parse_size(text: str) -> int:
-    """'100M' -> 104857600 (K, M, G: powers of 1024; plain bytes otherwise)."""
-    t = text.strip().upper().rstrip("B").rstrip("I")
-    mult = 1
-    if t and t[-1] in "KMG":
-        mult = 1 << {"K": 10, "M": 20, "G": 30}[t[-1]]
-        t = t[:-1]
-    try:
-        v = float(t) * mult
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500M, 2G)") from None
-    if not v >= 1:
-        raise argparse.ArgumentTypeError(f"size must be at least 1 byte: {text!r}")
-    return int(v)
-
-
-# -------------------------------------------------------------- dispatching
-def cmd_play(args: argparse.Namespace) -> int:
-    """``shmx play FILE``: MCAP files by shmx._mcap_play, ``.shmxrec`` files by _record."""
-    from ._mcap_play import is_mcap, play_mcap
-    if not is_mcap(args.file):
-        from . import _record
-        return _record.cmd_play(args)
-    return play_mcap(args)
-
-
-def cmd_record_any(args: argparse.Namespace) -> int:
-    """``shmx record``: MCAP when the output ends in .mcap (or --format mcap)."""
-    from ._mcap_record import cmd_record, keep_freed_buffers
-    keep_freed_buffers()
-    fmt = args.format
-    if fmt == "auto":
-        fmt = "mcap" if args.output.lower().endswith(".mcap") else "shmxrec"
-    if fmt == "mcap":
-        return cmd_record(args)
-    if len(args.names) != 1:
-        raise CliError("several regions go into one MCAP file (-o FILE.mcap); a .shmxrec "
-                       "recording holds one region", EXIT_USAGE)
-    for opt in ("split_size", "split_duration"):
-        if getattr(args, opt) is not None:
-            raise CliError(f"--{opt.replace('_', '-')} needs MCAP output (-o FILE.mcap)", EXIT_USAGE)
-    from . import _record
-    args.name = args.names[0]
-    return _record.cmd_record(args)
-
-
-__all__ = ["cmd_play", "cmd_record_any", "encode_stream", "decode_stream_bytes", "encode_frame",
-           "decode_frame", "value_type", "publish_ns", "fnv1a64", "parse_size", "require_mcap",
+__all__ = ["encode_stream", "decode_stream_bytes", "encode_frame",
+           "decode_frame", "value_type", "publish_ns", "fnv1a64", "require_mcap",
            "COMPRESSIONS"]

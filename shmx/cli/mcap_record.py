@@ -1,5 +1,5 @@
 """``shmx record NAME... -o FILE.mcap``: frames of live regions into MCAP
-files (layout: shmx._mcap and docs/mcap.md), with a writer thread, chunk
+files (layout: shmx.cli.mcap and docs/mcap.md), with a writer thread, chunk
 compression, and rolling over to numbered files."""
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import threading
 import time
 from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
 
-from . import _protowire as pw
-from ._cliutil import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, Progress, Stop, check_name,
+from . import protowire as pw
+from .util import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, Progress, Stop, check_name,
                        code_for_status, finishing, fmt_bytes, shm_dir_of, stop_on_sigterm, to_json)
-from ._image import ImageGeometry, image_geometry
-from ._mcap import (FLUSH_NS, FORMAT, FORMAT_VERSION, PROFILE, QUEUE_BYTES, _shmx_version, encode_frame,
+from .image import ImageGeometry, image_geometry
+from .mcap import (FLUSH_NS, FORMAT, FORMAT_VERSION, PROFILE, QUEUE_BYTES, _shmx_version, encode_frame,
                     encode_stream, fnv1a64, publish_ns, require_mcap, value_type)
-from ._shmx import ffi, lib
-from .client import Client, connect
-from .errors import ShmxError
+from .._shmx import lib
+from ..client import Client, connect
+from ..errors import ShmxError
 
 # ----------------------------------------------------------------- schema
 def static_bytes(client: Client) -> Optional[bytes]:

@@ -14,9 +14,9 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, TextIO
 
-from ._cliutil import (EXIT_OK, Stop, active_readers, finishing, fmt_age, fmt_bytes,
+from .util import (EXIT_OK, Stop, active_readers, finishing, fmt_age, fmt_bytes,
                        liveness_word, open_inspector, shm_dir_of, stop_on_sigterm, table, to_json)
-from .inspector import Inspector
+from ..inspector import Inspector
 
 # ANSI sequences: alternate screen on/off, cursor hide/show, home, erase.
 ALT_ON, ALT_OFF = "\x1b[?1049h", "\x1b[?1049l"

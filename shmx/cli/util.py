@@ -9,8 +9,8 @@ import sys
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from ._shmx import lib
-from .inspector import Inspector
+from .._shmx import lib
+from ..inspector import Inspector
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

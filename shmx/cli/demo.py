@@ -9,7 +9,7 @@ also carries its publish time (CLOCK_MONOTONIC ns, shared by every process
 on the machine), which gives the latency, and streams named width, height
 and channels, so ``shmx snapshot`` can write it as a PNG without --shape.
 
-Run as ``python -m shmx._demo NAME SECONDS FPS DIR`` it is the producer."""
+Run as ``python -m shmx.cli.demo NAME SECONDS FPS DIR`` it is the producer."""
 from __future__ import annotations
 
 import argparse
@@ -20,11 +20,10 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from ._cliutil import (EXIT_FAILURE, EXIT_OK, CliError, Progress, Stop, finishing, shm_dir_of,
+from .util import (EXIT_FAILURE, EXIT_OK, CliError, Progress, Stop, finishing, shm_dir_of,
                        stop_on_sigterm, to_json)
-from ._common import DT_U8, DT_U32, DT_U64, create_stream_spec, unlink
-from ._shmx import lib
-from .errors import ShmxError
+from .._common import DT_U8, DT_U32, DT_U64, create_stream_spec, unlink
+from ..errors import ShmxError
 
 WIDTH, HEIGHT, CHANNELS = 640, 480, 3
 FRAME_BYTES = WIDTH * HEIGHT * CHANNELS
@@ -68,8 +67,8 @@ def frame_slice(pattern: Any, frame_no: int) -> Any:
 def produce(name: str, seconds: float, fps: float, shm_dir: str) -> int:
     """Publish for ``seconds`` once a reader is attached; print a JSON line
     with the count at the end."""
-    from .errors import ShmxError
-    from .server import serve
+    from ..errors import ShmxError
+    from ..server import serve
     pattern = memoryview(make_pattern())
     stop_on_sigterm()
     try:
@@ -135,10 +134,10 @@ def _percentile(values: List[float], q: float) -> float:
 
 def run_demo(seconds: float, fps: float, shm_dir: str, name: str, progress: Progress) -> Dict[str, Any]:
     """Start the producer, consume and verify, return the summary."""
-    from .client import Client
+    from ..client import Client
     pattern = make_pattern()  # bytes: its slices compare with memcmp
     env = dict(os.environ, SHMX_DIR=shm_dir)
-    producer = subprocess.Popen([sys.executable, "-m", "shmx._demo", name, repr(seconds), repr(fps), shm_dir],
+    producer = subprocess.Popen([sys.executable, "-m", "shmx.cli.demo", name, repr(seconds), repr(fps), shm_dir],
                                 stdout=subprocess.PIPE, env=env)
     client = Client()
     received = mismatches = skipped = 0
@@ -226,7 +225,7 @@ def run_demo(seconds: float, fps: float, shm_dir: str, name: str, progress: Prog
 def cmd_demo(args: argparse.Namespace) -> int:
     shm_dir = shm_dir_of(args)
     name = args.name or f"shmx-demo-{os.getpid()}"
-    from ._cliutil import check_name
+    from .util import check_name
     check_name(name)
     stop_on_sigterm()
     print(f"shmx demo: a producer process publishes {WIDTH}x{HEIGHT}x{CHANNELS} video frames into "

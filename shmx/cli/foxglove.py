@@ -3,7 +3,7 @@ WebSocket protocol served by the ``foxglove-sdk`` package (extra
 ``shmx[foxglove]``, imported only when this command runs).
 
 Each region's streams become channels ``/<region>/<stream>`` with the
-same messages an MCAP recording holds (``shmx._mcap``): image streams as
+same messages an MCAP recording holds (``shmx.cli.mcap``): image streams as
 ``foxglove.RawImage``, others as ``shmx.Stream*``, protobuf with the
 schema in the advertisement, so Foxglove needs no plugin.  It is a live
 view: each turn sends the newest frame of each region (``--max-fps`` caps
@@ -16,13 +16,13 @@ import sys
 import time
 from typing import Any, Dict, List, Tuple
 
-from . import _protowire as pw
-from ._cliutil import (EXIT_OK, EXIT_USAGE, CliError, Stop, check_name, code_for_status, finishing,
+from . import protowire as pw
+from .util import (EXIT_OK, EXIT_USAGE, CliError, Stop, check_name, code_for_status, finishing,
                        shm_dir_of, stop_on_sigterm)
-from ._image import image_geometry
-from ._mcap import encode_stream, publish_ns, value_type
-from .client import Client, connect
-from .errors import ShmxError
+from .image import image_geometry
+from .mcap import encode_stream, publish_ns, value_type
+from ..client import Client, connect
+from ..errors import ShmxError
 
 
 def require_foxglove() -> Any:

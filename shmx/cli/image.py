@@ -14,8 +14,8 @@ from __future__ import annotations
 import struct
 from typing import Any, Dict, NamedTuple, Optional, Sequence
 
-from ._common import DTYPE_FORMATS
-from ._shmx import lib
+from .._common import DTYPE_FORMATS
+from .._shmx import lib
 
 # dtype code -> struct format of one value (for reading width/height): the
 # integer and float types.

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from ._cliutil import EXIT_FAILURE, EXIT_OK, CliError, check_name, shm_dir_of
+from .util import EXIT_FAILURE, EXIT_OK, CliError, check_name, shm_dir_of
 
 
 def register(add: Callable[[str, str, str], argparse.ArgumentParser],
@@ -72,7 +72,7 @@ def register(add: Callable[[str, str, str], argparse.ArgumentParser],
 
 def _bridge_module() -> Any:
     try:
-        from . import bridge
+        from .. import bridge
     except ImportError as exc:
         raise CliError(f"shmx bridge needs Zenoh: pip install 'shmx[bridge]' ({exc})") from None
     return bridge

@@ -15,15 +15,15 @@ import time
 import zlib
 from typing import Any, BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
-from . import _protowire as pw
-from ._cdr import IMAGE_TYPES as CDR_IMAGE_TYPES, CdrError, decode_image as decode_cdr_image
-from ._cliutil import (EXIT_OK, EXIT_USAGE, CliError, Progress, Stop, check_name, code_for_status,
+from . import protowire as pw
+from .cdr import IMAGE_TYPES as CDR_IMAGE_TYPES, CdrError, decode_image as decode_cdr_image
+from .util import (EXIT_OK, EXIT_USAGE, CliError, Progress, Stop, check_name, code_for_status,
                        finishing, shm_dir_of, stop_on_sigterm, to_json)
-from ._common import create_stream_spec
-from ._image import ENCODINGS
-from ._mcap import MAX_CHUNK_BYTES, MCAP_MAGIC, decode_frame, decode_stream_bytes, fnv1a64, require_mcap, value_type
-from ._shmx import ffi, lib
-from .server import Server
+from .._common import create_stream_spec
+from .image import ENCODINGS
+from .mcap import MAX_CHUNK_BYTES, MCAP_MAGIC, decode_frame, decode_stream_bytes, fnv1a64, require_mcap, value_type
+from .._shmx import ffi, lib
+from ..server import Server
 
 # ---------------------------------------------------------------- reading
 class McapError(CliError):
@@ -494,7 +494,7 @@ def _create(name: str, r: Dict[str, Any], args: argparse.Namespace, shm_dir: str
 
 
 def _play(plan: Plan, servers: List[Server], names: List[str], args: argparse.Namespace) -> int:
-    from ._record import RecordedFrame, _linger, _publish, _wait_first_read, _wait_for_readers, pace
+    from .shmxrec import RecordedFrame, _linger, _publish, _wait_first_read, _wait_for_readers, pace
     stop_on_sigterm()
     progress = Progress(enabled=not args.quiet)
     published, passes = 0, 0
@@ -522,7 +522,7 @@ def _play(plan: Plan, servers: List[Server], names: List[str], args: argparse.Na
                 count += 1
                 if passes == 0 and args.wait_readers > 0 and fr.region not in first_read:
                     # Each region's first frame: let its readers take it
-                    # before the next one exists (see _record._wait_first_read).
+                    # before the next one exists (see shmxrec._wait_first_read).
                     first_read.add(fr.region)
                     _wait_first_read(server, deadline)
                     if count == 1:

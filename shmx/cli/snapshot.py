@@ -9,10 +9,9 @@ import struct
 import zlib
 from typing import Any, Dict, List, Optional, Tuple
 
-from ._cliutil import (EXIT_OK, EXIT_USAGE, CliError, open_inspector, shm_dir_of, to_json)
-from ._common import DTYPE_FORMATS
-from ._shape import frame_shape
-from ._shmx import lib
+from .util import (EXIT_OK, EXIT_USAGE, CliError, open_inspector, shm_dir_of, to_json)
+from .._common import DTYPE_FORMATS
+from .._shape import frame_shape
 
 _DTYPES = DTYPE_FORMATS  # dtype code -> (.npy descr, struct format of one value)
 

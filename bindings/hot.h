@@ -26,7 +26,7 @@
  * a builtin kept after destroy() never touches freed memory.  The slow
  * callables reach the Server through a weak reference: no cycle keeps the
  * mapping alive, and the GIL is held throughout (cffi calls in this
- * extension keep it, see _gil.h), so no other thread changes `s` or `loans`
+ * extension keep it, see gil.h), so no other thread changes `s` or `loans`
  * during a call. */
 
 typedef struct pyshmx_hot {

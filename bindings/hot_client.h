@@ -1,0 +1,298 @@
+/* Compiled into the cffi extension only (not part of libshmx): the
+ * consumer's two dict-returning reads, read_next and get_latest_frame, as
+ * CPython builtins.  hot.h does the same for the producer and says why a
+ * METH_FASTCALL builtin beats a cffi call from a Python method.
+ *
+ * Why here too: read_next's C work is ~110 ns on the 2-core bench VM, but
+ * the method around it took ~900 ns, most of it building the frame dict
+ * (three small dicts at ~120 ns each in this interpreter) and unpacking
+ * shmx_frame_info with struct.  Built here, a dict costs a few stores.
+ *
+ * What it does: the C read and, when the frame's layout is already in the
+ * Client's cache (the dict layout id -> entries that shmx/_client_layouts.py
+ * fills and clears in place), the frame dict.  Anything else goes to
+ * Python: a call on a closed Client to the method itself, and a layout not
+ * cached yet to the Client's _frame_dict (which builds and caches it); the
+ * C read is never made twice.  A refusal by the C library (no frame yet,
+ * ...) is recorded as the Client's _fail does: its status and the detail
+ * as bytes, set on the Client (through its failure half once it is gone).  A success
+ * never touches last_error.
+ *
+ * Lifetime: as in hot.h.  The state lives in a capsule that each builtin
+ * holds as its `self`; the Client holds the builtins.  `c` is the C handle
+ * while the Client is open and NULL otherwise (set by open()/reconnect(),
+ * cleared by close() before the handle is detached), and the GIL is held
+ * from the C read to the end of the dict, so no close() runs in between.
+ * The entries' memoryviews keep the mapping alive.  The slow callables
+ * reach the Client through a weak reference. */
+
+typedef struct pyshmx_hot_client {
+    shmx_client *c;        /* NULL while the Client is not open */
+    shmx_frame_info *fi;   /* the Client's _fi (fi_obj keeps it alive) */
+    PyObject *fi_obj;
+    PyObject *layouts;     /* the Client's layout cache: id -> [(name, view, elem_count, bytes, sid)] */
+    PyObject *cur;         /* the Client's [dict, frame id] that get_latest_frame returns again */
+    PyObject *slow;        /* Python callables by HOTC_* (see hotc_bind) */
+    PyObject *keys;        /* the dict keys and attribute names, by KEY_* */
+    PyObject *me;          /* a weak reference to the Client */
+} pyshmx_hot_client;
+
+enum { HOTC_NEXT, HOTC_LATEST, HOTC_N };                        /* the builtins */
+enum { SLOWC_REFUSED = HOTC_N, SLOWC_FRAME_DICT = 2 * HOTC_N }; /* then failure halves, _frame_dict */
+enum { KEY_META, KEY_FRAME_ID, KEY_SIM_TIME, KEY_PAYLOAD, KEY_TLVS, KEY_DROPPED, KEY_DATA, KEY_ELEMS,
+       KEY_BYTES, KEY_STATUS, KEY_ERR, KEY_N };
+static const char *const hotc_key_names[KEY_N] = {"__metadata__", "frame_id", "sim_time", "payload_bytes",
+                                                  "tlv_count", "dropped", "data", "elem_count", "bytes",
+                                                  "_last_status", "_err"};
+
+static void hotc_free(PyObject *cap)
+{
+    pyshmx_hot_client *h = (pyshmx_hot_client *)PyCapsule_GetPointer(cap, NULL);
+    if (!h) return;
+    Py_XDECREF(h->fi_obj);
+    Py_XDECREF(h->layouts);
+    Py_XDECREF(h->cur);
+    Py_XDECREF(h->slow);
+    Py_XDECREF(h->keys);
+    Py_XDECREF(h->me);
+    PyMem_Free(h);
+}
+
+/* d[KEY_k] = v, stealing v; -1 on failure (v may be NULL: an error is set). */
+static int hotc_put(pyshmx_hot_client *h, PyObject *d, int k, PyObject *v)
+{
+    int rc = v ? PyDict_SetItem(d, PyTuple_GetItem(h->keys, k), v) : -1;
+    Py_XDECREF(v);
+    return rc;
+}
+
+/* The frame dict of h->fi, or NULL with no error set when its layout is not
+ * cached (NULL with an error set: out of memory). */
+static PyObject *hotc_frame(pyshmx_hot_client *h, uint64_t dropped)
+{
+    const shmx_frame_info *fi = h->fi;
+    PyObject *key = PyLong_FromUnsignedLongLong(fi->layout_id);
+    PyObject *entries = key ? PyDict_GetItem(h->layouts, key) : NULL; /* borrowed; raises nothing */
+    PyObject *frame, *meta, *stream;
+    Py_ssize_t i, n;
+    Py_XDECREF(key);
+    if (!entries || !PyList_Check(entries)) return NULL;
+    frame = PyDict_New();
+    meta = PyDict_New();
+    if (!frame || !meta || hotc_put(h, meta, KEY_FRAME_ID, PyLong_FromUnsignedLongLong(fi->frame_id)) ||
+        hotc_put(h, meta, KEY_SIM_TIME, PyFloat_FromDouble(fi->sim_time)) ||
+        hotc_put(h, meta, KEY_PAYLOAD, PyLong_FromUnsignedLong(fi->payload_bytes)) ||
+        hotc_put(h, meta, KEY_TLVS, PyLong_FromUnsignedLong(fi->tlv_count)) ||
+        hotc_put(h, meta, KEY_DROPPED, PyLong_FromUnsignedLongLong(dropped))) {
+        Py_XDECREF(meta);
+        goto fail;
+    }
+    if (hotc_put(h, frame, KEY_META, meta)) goto fail;
+    n = PyList_Size(entries);
+    /* No Python code runs in this loop: the cached list stays as it is. */
+    for (i = 0; i < n; i++) {
+        PyObject *e = PyList_GetItem(entries, i); /* (name, view, elem_count, bytes, sid) */
+        if (!PyTuple_Check(e) || PyTuple_Size(e) < 4) goto fail;
+        stream = PyDict_New();
+        if (!stream) goto fail;
+        PyObject *view = PyTuple_GetItem(e, 1), *elems = PyTuple_GetItem(e, 2), *bytes = PyTuple_GetItem(e, 3);
+        Py_INCREF(view);
+        Py_INCREF(elems);
+        Py_INCREF(bytes);
+        if (hotc_put(h, stream, KEY_DATA, view) || hotc_put(h, stream, KEY_ELEMS, elems) ||
+            hotc_put(h, stream, KEY_BYTES, bytes) || PyDict_SetItem(frame, PyTuple_GetItem(e, 0), stream)) {
+            Py_DECREF(stream);
+            goto fail;
+        }
+        Py_DECREF(stream);
+    }
+    return frame;
+fail:
+    Py_XDECREF(frame);
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "shmx: a cached frame layout is malformed");
+    return NULL;
+}
+
+/* Call slow[i] with the given arguments (a status, a count). */
+static PyObject *hotc_call(pyshmx_hot_client *h, int i, PyObject *arg)
+{
+    PyObject *r;
+    if (!arg) return PyObject_CallObject(PyTuple_GetItem(h->slow, i), NULL);
+    r = PyObject_CallFunctionObjArgs(PyTuple_GetItem(h->slow, i), arg, NULL);
+    Py_DECREF(arg);
+    return r;
+}
+
+/* The C library refused a read on an open Client: what the Client's _fail
+ * does (status, and the detail as bytes, decoded only if last_error is
+ * read), then None.  Through the failure half when the Client is gone. */
+static PyObject *hotc_refused(pyshmx_hot_client *h, int which, shmx_status st)
+{
+    PyObject *client = PyWeakref_GetObject(h->me); /* borrowed */
+    PyObject *v;
+    int rc;
+    if (!client || client == Py_None) {
+        PyErr_Clear();
+        return hotc_call(h, SLOWC_REFUSED + which, PyLong_FromLong(st));
+    }
+    Py_INCREF(client);
+    v = PyLong_FromLong(st);
+    rc = v ? PyObject_SetAttr(client, PyTuple_GetItem(h->keys, KEY_STATUS), v) : -1;
+    Py_XDECREF(v);
+    v = rc == 0 ? PyBytes_FromString(shmx_last_error()) : NULL;
+    rc = v ? PyObject_SetAttr(client, PyTuple_GetItem(h->keys, KEY_ERR), v) : -1;
+    Py_XDECREF(v);
+    Py_DECREF(client);
+    if (rc != 0) return NULL;
+    Py_INCREF(Py_None);
+    return Py_None;
+}
+
+static PyObject *hotc_fast(PyObject *self, int which, Py_ssize_t n, PyObject *kwnames)
+{
+    pyshmx_hot_client *h = (pyshmx_hot_client *)PyCapsule_GetPointer(self, NULL);
+    PyObject *frame;
+    shmx_status st;
+    if (!h) return NULL;
+    if (n != 0 || (kwnames && PyTuple_Size(kwnames) != 0)) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", which == HOTC_NEXT ? "read_next" : "get_latest_frame");
+        return NULL;
+    }
+    if (!h->c) return hotc_call(h, which, NULL); /* not open: the method says so */
+    if (which == HOTC_NEXT) {
+        st = shmx_client_next(h->c, h->fi);
+        if (st != SHMX_OK) return hotc_refused(h, which, st);
+        frame = hotc_frame(h, h->fi->dropped);
+        if (frame || PyErr_Occurred()) return frame;
+        return hotc_call(h, SLOWC_FRAME_DICT, PyLong_FromUnsignedLongLong(h->fi->dropped));
+    }
+    st = shmx_client_latest(h->c, h->fi);
+    if (st != SHMX_OK) return hotc_refused(h, which, st);
+    /* The same frame as the last call: the same dict (cur = [dict, id]). */
+    PyObject *cur_id = PyList_GetItem(h->cur, 1);
+    if (cur_id && PyLong_AsUnsignedLongLong(cur_id) == h->fi->frame_id && h->fi->frame_id != 0) {
+        frame = PyList_GetItem(h->cur, 0);
+        Py_XINCREF(frame);
+        if (frame && frame != Py_None) return frame;
+        Py_XDECREF(frame);
+    }
+    PyErr_Clear(); /* an id the list should not hold: rebuild */
+    frame = hotc_frame(h, 0);
+    if (!frame) {
+        if (PyErr_Occurred()) return NULL;
+        frame = hotc_call(h, SLOWC_FRAME_DICT, PyLong_FromLong(0));
+        if (!frame) return NULL;
+    }
+    Py_INCREF(frame);
+    if (PyList_SetItem(h->cur, 0, frame) != 0 ||
+        PyList_SetItem(h->cur, 1, PyLong_FromUnsignedLongLong(h->fi->frame_id)) != 0) {
+        Py_DECREF(frame);
+        return NULL;
+    }
+    return frame;
+}
+
+static PyObject *hotc_f_read_next(PyObject *self, PyObject *const *a, Py_ssize_t n, PyObject *kwn)
+{
+    (void)a;
+    return hotc_fast(self, HOTC_NEXT, n, kwn);
+}
+
+static PyObject *hotc_f_get_latest_frame(PyObject *self, PyObject *const *a, Py_ssize_t n, PyObject *kwn)
+{
+    (void)a;
+    return hotc_fast(self, HOTC_LATEST, n, kwn);
+}
+
+static PyMethodDef hotc_defs[HOTC_N] = {
+    {"read_next", (PyCFunction)(void (*)(void))hotc_f_read_next, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"get_latest_frame", (PyCFunction)(void (*)(void))hotc_f_get_latest_frame, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
+};
+static PyObject *hotc_docs;
+
+/* _hot_client_bind(me, slow, fi, fi_address, layouts, cur, docs) ->
+ * (address of the state, read_next, get_latest_frame).  me: a weak
+ * reference to the Client; slow: read_next, get_latest_frame, their
+ * failure halves, _frame_dict. */
+static PyObject *hotc_bind(PyObject *module, PyObject *args)
+{
+    PyObject *me, *slow, *fi_obj, *fi_addr, *layouts, *cur, *docs, *cap, *out;
+    pyshmx_hot_client *h;
+    int i;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "OO!OO!O!O!O!", &me, &PyTuple_Type, &slow, &fi_obj, &PyLong_Type, &fi_addr,
+                          &PyDict_Type, &layouts, &PyList_Type, &cur, &PyTuple_Type, &docs))
+        return NULL;
+    if (PyTuple_Size(slow) != 2 * HOTC_N + 1 || PyTuple_Size(docs) != HOTC_N || PyList_Size(cur) != 2) {
+        PyErr_SetString(PyExc_ValueError, "_hot_client_bind: slow, docs or cur has the wrong length");
+        return NULL;
+    }
+    if (!hotc_docs) {
+        for (i = 0; i < HOTC_N; i++)
+            if (!PyBytes_Check(PyTuple_GetItem(docs, i))) {
+                PyErr_SetString(PyExc_TypeError, "_hot_client_bind: docs must be bytes");
+                return NULL;
+            }
+        Py_INCREF(docs);
+        hotc_docs = docs; /* kept for good: the method table is static */
+        for (i = 0; i < HOTC_N; i++) hotc_defs[i].ml_doc = PyBytes_AsString(PyTuple_GetItem(docs, i));
+    }
+    h = (pyshmx_hot_client *)PyMem_Malloc(sizeof *h);
+    if (!h) return PyErr_NoMemory();
+    memset(h, 0, sizeof *h);
+    h->fi = (shmx_frame_info *)PyLong_AsVoidPtr(fi_addr);
+    h->keys = PyTuple_New(KEY_N);
+    for (i = 0; h->keys && i < KEY_N; i++) {
+        PyObject *k = PyUnicode_InternFromString(hotc_key_names[i]);
+        if (!k || PyTuple_SetItem(h->keys, i, k) != 0) Py_CLEAR(h->keys);
+    }
+    if (!h->fi || !h->keys) {
+        Py_XDECREF(h->keys);
+        PyMem_Free(h);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "_hot_client_bind: fi_address is NULL");
+        return NULL;
+    }
+    Py_INCREF(me);
+    Py_INCREF(slow);
+    Py_INCREF(fi_obj);
+    Py_INCREF(layouts);
+    Py_INCREF(cur);
+    h->me = me;
+    h->slow = slow;
+    h->fi_obj = fi_obj;
+    h->layouts = layouts;
+    h->cur = cur;
+    cap = PyCapsule_New(h, NULL, hotc_free);
+    if (!cap) {
+        Py_DECREF(me);
+        Py_DECREF(slow);
+        Py_DECREF(fi_obj);
+        Py_DECREF(layouts);
+        Py_DECREF(cur);
+        Py_DECREF(h->keys);
+        PyMem_Free(h);
+        return NULL;
+    }
+    out = PyTuple_New(HOTC_N + 1);
+    if (out && PyTuple_SetItem(out, 0, PyLong_FromVoidPtr(h)) != 0) Py_CLEAR(out);
+    for (i = 0; out && i < HOTC_N; i++) {
+        PyObject *fn = PyCFunction_New(&hotc_defs[i], cap);
+        if (!fn || PyTuple_SetItem(out, i + 1, fn) != 0) Py_CLEAR(out);
+    }
+    Py_DECREF(cap);
+    return out;
+}
+
+static PyMethodDef hotc_bind_def = {"_hot_client_bind", hotc_bind, METH_VARARGS, NULL};
+
+/* Called once through cffi: puts _hot_client_bind into this extension module. */
+static int pyshmx_hot_client_install(void)
+{
+    PyObject *m = PyImport_AddModule("shmx._shmx"); /* borrowed */
+    PyObject *fn = m ? PyCFunction_New(&hotc_bind_def, NULL) : NULL;
+    int rc = fn ? PyObject_SetAttrString(m, "_hot_client_bind", fn) : -1;
+    Py_XDECREF(fn);
+    if (rc != 0) PyErr_Clear();
+    return rc;
+}

@@ -1,0 +1,124 @@
+"""read_next and get_latest_frame as the Client's own builtins
+(bindings/hot_client.h): the same answers as the Python methods, the same
+last_error on a refusal, and safe when kept past close() or the Client."""
+from __future__ import annotations
+
+import gc
+import inspect
+import struct
+import warnings
+
+import pytest
+
+import shmx
+from shmx import _client_hot
+from shmx._shmx import lib
+
+pytestmark = pytest.mark.skipif(not _client_hot._HAVE_HOT, reason="ABI-mode build: no builtins")
+
+
+def specs():
+    return [shmx.create_stream_spec(1, "seq", shmx.DT_U64, 1, 8),
+            shmx.create_stream_spec(2, "pos", shmx.DT_F32, 3, 12)]
+
+
+def publish(server: shmx.Server, i: int, with_pos: bool = True) -> None:
+    streams = {"seq": struct.pack("<Q", i)}
+    if with_pos:
+        streams["pos"] = struct.pack("<3f", i, i + 0.5, -i)
+    server.publish(streams, sim_time=i * 0.25)
+
+
+def plain(frame):
+    """A frame dict with its views as bytes (comparable)."""
+    return {k: ({**v, "data": bytes(v["data"])} if k != "__metadata__" else dict(v)) for k, v in frame.items()}
+
+
+def test_the_reads_are_builtins_giving_what_the_methods_give(name):
+    with shmx.serve(name, specs(), slots=4) as server, shmx.Client() as hot, shmx.Client() as ref:
+        assert hot.open(name) and ref.open(name)
+        for n in ("read_next", "get_latest_frame"):
+            assert type(hot.__dict__[n]).__name__ == "builtin_function_or_method"
+            assert hot.__dict__[n].__doc__ == inspect.getdoc(getattr(shmx.Client, n))
+        # Frames over every slot, two layouts (with and without `pos`), so
+        # both the cached-layout path and the first-seen one run.
+        for i in range(1, 15):
+            publish(server, i, with_pos=i % 3 != 0)
+            got, want = hot.read_next(), shmx.Client.read_next(ref)
+            assert plain(got) == plain(want)
+            assert got["__metadata__"]["frame_id"] == i and got["__metadata__"]["dropped"] == 0
+            assert got["__metadata__"]["sim_time"] == i * 0.25
+            assert bytes(got["seq"]["data"]) == struct.pack("<Q", i)
+            assert ("pos" in got) == (i % 3 != 0)
+            latest, latest_ref = hot.get_latest_frame(), shmx.Client.get_latest_frame(ref)
+            assert plain(latest) == plain(latest_ref)
+            assert hot.get_latest_frame() is latest  # unchanged frame: the same dict
+            assert hot.frame_id == i and hot.sim_time == i * 0.25
+
+
+def test_a_refusal_sets_last_error_as_the_method_does(name):
+    with shmx.serve(name, specs()) as server, shmx.Client() as client:
+        assert client.open(name)
+        assert client.read_next() is None and "no frame published yet" in client.last_error
+        assert client.get_latest_frame() is None and client.last_error
+        publish(server, 1)
+        assert client.read_next()["__metadata__"]["frame_id"] == 1
+        client.last_error = ""
+        assert client.read_next() is None
+        assert "no frame after 1" in client.last_error and client._last_status == lib.SHMX_EAGAIN
+        assert isinstance(client.last_error, str)  # decoded on first read
+
+
+def test_kept_reads_past_close_and_past_the_client(name):
+    with shmx.serve(name, specs()) as server:
+        client = shmx.Client()
+        assert client.open(name)
+        nxt, latest = client.read_next, client.get_latest_frame
+        publish(server, 1)
+        assert nxt()["__metadata__"]["frame_id"] == 1
+        client.close()
+        assert nxt() is None and latest() is None and "not open" in client.last_error
+        assert client.open(name)  # the same builtins serve the new connection
+        assert latest()["__metadata__"]["frame_id"] == 1 and client.read_next is nxt
+        publish(server, 2)
+        assert nxt()["__metadata__"]["frame_id"] == 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del client
+            gc.collect()
+        with pytest.raises(shmx.ShmxError, match="garbage-collected"):
+            nxt()
+
+
+def test_a_subclass_keeps_its_own_reads(name):
+    class Counting(shmx.Client):
+        calls = 0
+
+        def read_next(self):
+            self.calls += 1
+            return super().read_next()
+
+    with shmx.serve(name, specs()) as server, Counting() as client:
+        assert client.open(name)
+        assert "read_next" not in client.__dict__ and "get_latest_frame" in client.__dict__
+        publish(server, 1)
+        assert client.read_next()["__metadata__"]["frame_id"] == 1 and client.calls == 1
+
+
+def test_a_lapped_reader_resumes_at_the_oldest_frame_left(name):
+    # Nothing pinned and small frames: ring order, so read_next finds the
+    # oldest retained frame from write_index without reading every slot.
+    with shmx.serve(name, specs(), slots=8) as server, shmx.Client() as client:
+        assert client.open(name)
+        publish(server, 1)
+        assert client.read_next()["__metadata__"]["frame_id"] == 1
+        client.release()
+        for i in range(2, 102):
+            publish(server, i)
+        frame = client.read_next()
+        # 101 frames in 8 slots, the slot after the newest being the next
+        # to write: frames 94..101 are left.
+        assert (frame["__metadata__"]["frame_id"], frame["__metadata__"]["dropped"]) == (94, 92)
+        assert bytes(frame["seq"]["data"]) == struct.pack("<Q", 94)
+        ids = [client.read_next()["__metadata__"]["frame_id"] for _ in range(7)]
+        assert ids == list(range(95, 102)) and client.read_next() is None
