@@ -240,7 +240,7 @@ def _machine(rnd: int, quick: bool, res: Results, build: str) -> None:
         except (Unsupported, RunFailed) as exc:
             out[f"{name}_error"] = str(exc)
             keys = ["cacheline_rtt_ns"] if name == "cacheline" else \
-                [f"{m}_{p}_us" for m in ("futex", "spin") for p in ("p50", "p99")]
+                [f"{m}_{p}_us" for m in ("futex", "futex_any", "spin") for p in ("p50", "p99")]
             for k in keys:
                 res.not_available(f"machine.{k}", "machine", str(exc)[:120])
     res.runs.append({"peer": "machine", "scenario": "machine", "round": rnd, "result": out})

@@ -72,8 +72,10 @@ fig("scale.16_vs_1", S4, "producer rate 16 vs 1 consumer", "x", "higher", (">=",
 fig("machine.memcpy_cold_gbps", S5, "memcpy 6 MB cold", "GB/s", "higher")
 fig("machine.memcpy_hot_gbps", S5, "memcpy 6 MB hot", "GB/s", "higher")
 fig("machine.cacheline_rtt_ns", S5, "cache-line round trip core 0<->1", "ns", "lower")
-fig("machine.futex_p50_us", S5, "C futex hand-off one-way p50", "us", "lower")
-fig("machine.futex_p99_us", S5, "C futex hand-off one-way p99", "us", "lower")
+fig("machine.futex_p50_us", S5, "C futex hand-off one-way p50, other core", "us", "lower")
+fig("machine.futex_p99_us", S5, "C futex hand-off one-way p99, other core", "us", "lower")
+fig("machine.futex_any_p50_us", S5, "C futex hand-off one-way p50, unpinned", "us", "lower")
+fig("machine.futex_any_p99_us", S5, "C futex hand-off one-way p99, unpinned", "us", "lower")
 fig("machine.spin_p50_us", S5, "C cross-core busy-poll one-way p50", "us", "lower")
 fig("machine.spin_p99_us", S5, "C cross-core busy-poll one-way p99", "us", "lower")
 fig("micro.cffi_call_ns", S5, "bare cffi call (no arguments)", "ns", "lower")
@@ -87,7 +89,7 @@ fig("micro.c_latest_ns", S6, "C latest() of an unchanged frame", "ns", "lower", 
 fig("micro.c_publish3_ns", S6, "C 3-stream publish", "ns", "lower")
 
 MACHINE_KEYS = ("memcpy_cold_gbps", "memcpy_hot_gbps", "cacheline_rtt_ns", "futex_p50_us", "futex_p99_us",
-                "spin_p50_us", "spin_p99_us")
+                "futex_any_p50_us", "futex_any_p99_us", "spin_p50_us", "spin_p99_us")
 MICRO_KEYS = ("get_latest_frame_ns", "publish3_ns", "publish_dict_ns", "cffi_latest_ns", "cffi_call_ns",
               "begin_frame_ns", "append_stream_ns")
 

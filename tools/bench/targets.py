@@ -24,7 +24,7 @@ Term = Tuple[str, str]
 
 # (id, title, numerator, denominator terms, op, limit, what the ratio means)
 RATIO_TARGETS: List[Tuple[str, str, Term, Sequence[Term], str, float]] = [
-    ("block_vs_futex", "blocking p50 <= 1.3x C futex hand-off p50",
+    ("block_vs_futex", "blocking p50 <= 1.3x C futex hand-off p50 (reader on the other core)",
      ("latency.block.p50_us", "shmx"), [("machine.futex_p50_us", "machine")], "<=", 1.3),
     ("poll_p50_vs_ring", "busy-poll p50 <= 1.3x stdlib ring's p50",
      ("latency.poll.p50_us", "shmx"), [("latency.poll.p50_us", "stdlib-shm")], "<=", 1.3),

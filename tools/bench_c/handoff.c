@@ -11,10 +11,13 @@
  *   futex  the consumer sleeps in FUTEX_WAIT on the sequence word and the
  *          producer calls FUTEX_WAKE after each store: the cheapest blocking
  *          wake-up the kernel offers (what a blocking read costs at least).
- *          Neither process is pinned, as in the peers' runs.
- *   spin   the consumer spins on the sequence word; the two processes are
- *          pinned to CORE_A and CORE_B: the cross-core floor of a polling
+ *   spin   the consumer spins on the sequence word: the floor of a polling
  *          reader.
+ *
+ * With CORE_A CORE_B the producer is pinned to CORE_A and the consumer to
+ * CORE_B (cross-core: for futex, the wake-up of a sleeping other core);
+ * without, neither is pinned and the scheduler places them, as it places
+ * the peers' processes.
  *
  * usage: handoff futex|spin COUNT HZ [CORE_A CORE_B]
  * prints JSON on one line: {"mode": ..., "samples_ns": [...]} (the first
@@ -128,7 +131,8 @@ int main(int argc, char **argv)
     }
     long count = atol(argv[2]) + WARMUP;
     double hz = atof(argv[3]);
-    int core_a = argc == 6 ? atoi(argv[4]) : 0, core_b = argc == 6 ? atoi(argv[5]) : 1;
+    int pinned = argc == 6;
+    int core_a = pinned ? atoi(argv[4]) : 0, core_b = pinned ? atoi(argv[5]) : 1;
     if (count <= WARMUP || hz <= 0 || count >= (long)UINT32_MAX) {
         fprintf(stderr, "bad COUNT or HZ\n");
         return 2;
@@ -146,11 +150,11 @@ int main(int argc, char **argv)
         return 1;
     }
     if (child == 0) {
-        if (!use_futex) pin(core_b);
+        if (pinned) pin(core_b);
         consumer(sh, use_futex, count);
         _exit(0);
     }
-    if (!use_futex) pin(core_a);
+    if (pinned) pin(core_a);
     /* Acquire: pairs with the consumer's release store of `ready`. */
     while (!__atomic_load_n(&sh->ready, __ATOMIC_ACQUIRE))
         usleep(1000);
