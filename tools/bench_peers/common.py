@@ -1,4 +1,4 @@
-"""Worker half of tools/bench.py: the line protocol and the measurement loops.
+"""Worker half of the benchmark (tools/bench/): the line protocol and the measurement loops.
 
 Standard library only (numpy is used when present), because it runs under
 every peer's own interpreter.  A peer worker (``<peer>_worker.py``) supplies

@@ -3,14 +3,14 @@
 Three variants (``cfg["variant"]``):
 
 * ``shm``: ``multiprocessing.shared_memory`` with a seqlock ring written
-  here: the producer copies each message into the next slot between two
-  bumps of the slot's sequence word (odd while writing) and then stores the
-  frame number in the header; a reader takes the newest (or, for the rate
-  scenario, the next) frame in place, zero copy, and re-checks the sequence
-  after use.  Plain Python has no atomics or fences: the 8-byte words are
-  written through a ``memoryview`` cast to ``'Q'`` (one aligned store each)
-  and the ordering relies on x86's total store order, so this variant is
-  only sound on x86-64.  No blocking wait exists for it.
+  here, the strongest honest version of a do-it-yourself ring: the
+  producer copies each message into the next slot's preallocated view
+  between two stores of the slot's sequence word (odd while writing) and
+  then stores the frame number in the header; a reader takes the newest
+  (or, for the rate scenario, the next) frame in place with two loads of
+  the sequence word (before and after use), through views made once, with
+  no per-frame allocation of its own.  x86-64 only (see below); no
+  blocking wait exists for it.
 * ``pipe``: ``multiprocessing.Pipe(duplex=False)``, one per consumer (a pipe
   has one reader), ``send_bytes``/``recv_bytes`` (``recv_bytes_into`` a
   preallocated buffer for large frames).  Blocks the producer when full.
@@ -34,9 +34,9 @@ import common  # noqa: E402
 from common import Unsupported  # noqa: E402
 from multiprocessing import shared_memory  # noqa: E402
 
-HEADER = 64         # magic, latest frame number, slots, slot bytes
-SLOT_HEAD = 64      # seq, frame number, length
-MAGIC = 0x474E4952434F4C51
+HEADER = 64         # words: magic, latest frame number, slots, slot stride, message bytes
+SLOT_HEAD = 64      # the slot's sequence word, alone on its cache line; the payload follows
+MAGIC = 0x474E4952434F4C52
 
 
 def _align(n, a=64):
@@ -44,6 +44,17 @@ def _align(n, a=64):
 
 
 # ------------------------------------------------------------ seqlock ring
+#
+# Slot k holds frame n (k = n % slots).  Its sequence word is 2n - 1 while
+# frame n is being written and 2n once it is complete, so one load tells a
+# reader both "not being written" and "still frame n": reading frame n in
+# place is load seq (== 2n), read, load seq again (still 2n, or the read was
+# torn).  The header's latest word is stored after the slot's final seq.
+# Plain Python has no atomics or fences: the 8-byte words are stored and
+# loaded through a memoryview cast to 'Q' (one aligned access each) and the
+# ordering relies on x86's total store order, so the ring is sound on
+# x86-64 only.  The slot views are made once: a send copies into one, a
+# receive returns one, and neither side allocates a buffer per frame.
 
 class RingSender:
     lossy = True
@@ -51,40 +62,43 @@ class RingSender:
     def __init__(self, cfg):
         big = cfg["scenario"] == "big"
         # As many slots as shmx gets in each scenario (tools/bench_peers/shmx_worker.py).
-        self.slots = 4 if big else 8 if cfg["scenario"] == "latency" else 64
-        self.cap = _align(int(cfg["frame_bytes"]))
-        self.stride = SLOT_HEAD + self.cap
-        size = HEADER + self.slots * self.stride
-        self.shm = shared_memory.SharedMemory(name=cfg["name"], create=True, size=size)
-        self.buf = self.shm.buf
-        self.words = self.buf.cast("Q")
-        w = self.words
-        w[1] = 0
-        w[2] = self.slots
-        w[3] = self.stride
-        w[0] = MAGIC
-        self.n = 0
-        self.info = {"mode": f"shared_memory seqlock ring ({self.slots} slots), copy into the slot"}
+        slots = 4 if big else 8 if cfg["scenario"] == "latency" else 64
+        nbytes = int(cfg["frame_bytes"])
+        stride = SLOT_HEAD + _align(nbytes)
+        self.shm = shared_memory.SharedMemory(name=cfg["name"], create=True, size=HEADER + slots * stride)
+        buf = self.shm.buf
+        words = buf.cast("Q")
+        words[1] = 0
+        words[2] = slots
+        words[3] = stride
+        words[4] = nbytes
+        words[0] = MAGIC
+        seq_i = [(HEADER + k * stride) >> 3 for k in range(slots)]
+        views = [buf[HEADER + k * stride + SLOT_HEAD:HEADER + k * stride + SLOT_HEAD + nbytes]
+                 for k in range(slots)]
+        self._views, self._words, self._buf = views, words, buf
+        n = 0
 
-    def send(self, msg):
-        n = self.n = self.n + 1
-        base = HEADER + (n % self.slots) * self.stride
-        w = self.words
-        i = base >> 3
-        seq = w[i]
-        w[i] = seq + 1          # odd: being written
-        w[i + 1] = n
-        w[i + 2] = len(msg)
-        off = base + SLOT_HEAD
-        self.buf[off:off + len(msg)] = msg
-        w[i] = seq + 2          # even: complete (x86 keeps stores in order)
-        w[1] = n                # publish
+        def send(msg):
+            nonlocal n
+            n += 1
+            k = n % slots
+            i = seq_i[k]
+            two_n = n + n
+            words[i] = two_n - 1     # odd: frame n is being written
+            views[k][:] = msg        # the message is exactly nbytes long
+            words[i] = two_n         # complete (x86 keeps the stores in order)
+            words[1] = n             # publish
 
-    send_big = send
+        self.send = send
+        self.send_big = send
+        self.info = {"mode": f"shared_memory seqlock ring ({slots} slots), copy into a preallocated slot view"}
 
     def close(self):
-        self.words.release()
-        self.buf = None
+        for v in self._views:
+            v.release()
+        self._words.release()
+        self._buf = None
         self.shm.close()
         self.shm.unlink()
 
@@ -103,57 +117,66 @@ class RingReceiver:
             # resource tracker, which would unlink it when we exit.
             from multiprocessing import resource_tracker
             resource_tracker.unregister(self.shm._name, "shared_memory")
-        self.buf = self.shm.buf
-        self.words = self.buf.cast("Q")
-        w = self.words
-        if w[0] != MAGIC:
+        buf = self.shm.buf
+        words = buf.cast("Q")
+        if words[0] != MAGIC:
             raise RuntimeError("ring is not initialised")
-        self.slots, self.stride = w[2], w[3]
-        self.last = 0
-        self.seq_i = 0
-        self.seq = 0
+        slots, stride, nbytes = words[2], words[3], words[4]
+        seq_i = [(HEADER + k * stride) >> 3 for k in range(slots)]
+        views = [buf[HEADER + k * stride + SLOT_HEAD:HEADER + k * stride + SLOT_HEAD + nbytes]
+                 for k in range(slots)]
+        self._views, self._words, self._buf = views, words, buf
         self.stamp = 0
         self.dropped = None
-        self.in_order = cfg["scenario"] == "rate"
-        self.info = {"mode": "seqlock ring, newest frame in place" if not self.in_order
-                     else "seqlock ring, next frame in order (dropped = ring overrun)"}
+        last = 0
+        held_i = 0       # the slot word and value the frame handed out was read at
+        held_seq = 0
+        rx = self
 
-    def _take(self, n):
-        base = HEADER + (n % self.slots) * self.stride
-        i = base >> 3
-        w = self.words
-        seq = w[i]
-        if seq & 1 or w[i + 1] != n:
-            return None  # being rewritten, or already holds a newer frame
-        self.seq_i, self.seq = i, seq
-        off = base + SLOT_HEAD
-        return self.buf[off:off + w[i + 2]]
+        def poll_latest():
+            nonlocal last, held_i, held_seq
+            n = words[1]
+            if n == last:
+                return None
+            k = n % slots
+            i = seq_i[k]
+            two_n = n + n
+            if words[i] != two_n:
+                return None      # being rewritten with a newer frame: the next poll finds that
+            last, held_i, held_seq = n, i, two_n
+            return views[k]      # in place
 
-    def poll(self):
-        latest = self.words[1]
-        if latest == self.last:
-            return None
-        if not self.in_order:
-            view = self._take(latest)
-            if view is not None:
-                self.last = latest
-            return view
-        want = self.last + 1
-        if latest - want >= self.slots - 1:
-            want = latest - self.slots + 2  # overrun: skip to the oldest safe frame
-        view = self._take(want)
-        if view is None:
-            return None
-        self.dropped = want - self.last - 1 if self.last else 0
-        self.last = want
-        return view
+        def poll_next():
+            nonlocal last, held_i, held_seq
+            latest = words[1]
+            if latest == last:
+                return None
+            want = last + 1
+            if latest - want >= slots - 1:
+                want = latest - slots + 2  # overrun: the oldest frame the writer is not rewriting
+            k = want % slots
+            i = seq_i[k]
+            two_n = want + want
+            if words[i] != two_n:
+                return None
+            rx.dropped = want - last - 1 if last else 0
+            last, held_i, held_seq = want, i, two_n
+            return views[k]
 
-    def release(self):
-        return self.words[self.seq_i] == self.seq  # unchanged: the read was not torn
+        def release():
+            return words[held_i] == held_seq  # the second load: unchanged, so the read was not torn
+
+        in_order = cfg["scenario"] == "rate"
+        self.poll = poll_next if in_order else poll_latest
+        self.release = release
+        self.info = {"mode": "seqlock ring, newest frame in place (two seq loads, no allocation)" if not in_order
+                     else "seqlock ring, next frame in order in place (dropped = ring overrun)"}
 
     def close(self):
-        self.words.release()
-        self.buf = None
+        for v in self._views:
+            v.release()
+        self._words.release()
+        self._buf = None
         self.shm.close()
 
 

@@ -5,7 +5,8 @@ number of subscribers, default high-water marks: a full queue drops).
 Small messages are sent and received as bytes (copying is cheaper than
 tracking); large frames are sent with ``copy=False`` and received with
 ``copy=False`` (zero-copy frames), as pyzmq's documentation advises for big
-buffers.  Blocking: ``recv()``; busy-poll: ``recv(NOBLOCK)``.
+buffers.  Blocking: ``recv()``; busy-poll: ``poll(0)`` then ``recv(NOBLOCK)``
+(cheaper than letting an empty ``recv(NOBLOCK)`` raise ``zmq.Again``).
 """
 from __future__ import annotations
 
@@ -70,7 +71,13 @@ class Receiver:
             def get(flags):
                 return recv(flags)
 
+        sock_poll = sock.poll
+
         def poll():
+            # Socket.poll(0) first: an empty poll then costs about half of a
+            # recv(NOBLOCK) that raises zmq.Again (1.6 against 3.0 us here).
+            if not sock_poll(0):
+                return None
             try:
                 return get(noblock)
             except again:
@@ -88,7 +95,7 @@ class Receiver:
 
         self.poll = poll
         self.wait = wait
-        self.info = {"mode": "SUB socket, recv(NOBLOCK) busy-poll"}
+        self.info = {"mode": "SUB socket, poll(0) + recv(NOBLOCK) busy-poll"}
         self.block_info = {"mode": "SUB socket, blocking recv()"}
 
     def release(self):
