@@ -192,7 +192,7 @@ class Client(_Waits, _HotReads):
         a method's attribute lookups on ``self`` were most of the cost.
         Checking the header's frame_seq from Python first made an idle poll
         cheaper but a new frame's read slower: one-way latency went from
-        2.6 to 2.9 us in an A/B run paced like tools/bench.py's.  It holds the C handle's
+        2.6 to 2.9 us in an A/B run paced like tools/bench's.  It holds the C handle's
         owner, so one kept after close() returns None and never touches
         freed memory, and one kept across a reconnect reads the new
         connection; ``self`` only weakly."""

@@ -6,7 +6,7 @@ replay live regions.
     shmx top NAME                 live frames/s, MB/s, per-reader progress
     shmx rm NAME | --stale        remove a region, or every dead one
     shmx demo                     a producer and a consumer, live
-    shmx bench [ARGS]             the benchmark (tools/bench.py)
+    shmx bench [ARGS]             the benchmark (tools/bench/)
     shmx snapshot NAME -o F.png   the latest frame of a stream as PNG/.npy
     shmx record NAME... -o F.mcap every frame to MCAP (docs/mcap.md) or .shmxrec
     shmx play FILE --as NAME      publish a recording (.shmxrec, MCAP) again
@@ -151,8 +151,8 @@ def build_parser() -> Dict[str, argparse.ArgumentParser]:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_lazy("demo", "cmd_demo"))
 
-    p = add("bench", "run the benchmark (tools/bench.py)",
-            "Run tools/bench.py from the source tree, passing every argument through "
+    p = add("bench", "run the benchmark (tools/bench/)",
+            "Run tools/bench/ from the source tree, passing every argument through "
             "(e.g. 'shmx bench --quick'; 'shmx bench -- --help' for its own options).")
     p.set_defaults(func=_lazy("bench", "cmd_bench"))
 

@@ -67,8 +67,8 @@ def readme_table(res: Results, targets: List[Dict[str, Any]], started: str) -> s
         if any(cells):
             lines.append(f"| {title} | {' | '.join(cells)} |")
     floors = []
-    for key, label, unit in (("machine.futex_p50_us", "C futex hand-off one-way p50 (reader on the other core)", "µs"),
-                             ("machine.futex_any_p50_us", "unpinned", "µs"),
+    for key, label, unit in (("machine.futex_any_p50_us", "C futex hand-off one-way p50 (unpinned)", "µs"),
+                             ("machine.futex_p50_us", "reader on the other core", "µs"),
                              ("machine.spin_p50_us", "C cross-core busy-poll one-way p50", "µs"),
                              ("machine.memcpy_cold_gbps", "6 MB memcpy cold", "GB/s"),
                              ("machine.memcpy_hot_gbps", "hot", "GB/s"),

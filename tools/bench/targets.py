@@ -24,8 +24,12 @@ Term = Tuple[str, str]
 
 # (id, title, numerator, denominator terms, op, limit, what the ratio means)
 RATIO_TARGETS: List[Tuple[str, str, Term, Sequence[Term], str, float]] = [
-    ("block_vs_futex", "blocking p50 <= 1.3x C futex hand-off p50 (reader on the other core)",
-     ("latency.block.p50_us", "shmx"), [("machine.futex_p50_us", "machine")], "<=", 1.3),
+    # Unpinned, as every peer runs: the same scheduler placement as the
+    # Python readers get.  The pinned hand-off (reader asleep on the other
+    # core) is printed beside it; it is slower than Python readers that run
+    # unpinned, so it is no floor for them.
+    ("block_vs_futex", "blocking p50 <= 1.3x C futex hand-off p50 (unpinned, as the peers run)",
+     ("latency.block.p50_us", "shmx"), [("machine.futex_any_p50_us", "machine")], "<=", 1.3),
     ("poll_p50_vs_ring", "busy-poll p50 <= 1.3x stdlib ring's p50",
      ("latency.poll.p50_us", "shmx"), [("latency.poll.p50_us", "stdlib-shm")], "<=", 1.3),
     ("poll_p99_vs_ring", "busy-poll p99 <= stdlib ring's p99",
