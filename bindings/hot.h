@@ -296,13 +296,17 @@ static PyObject *hot_bind(PyObject *module, PyObject *args)
 
 static PyMethodDef hot_bind_def = {"_hot_bind", hot_bind, METH_VARARGS, NULL};
 
-/* Called once through cffi: puts _hot_bind into this extension module. */
-static int pyshmx_hot_install(void)
+/* Put a module-level builtin into this extension module (0, or -1 with no
+ * Python error left set). */
+static int hot_install(PyMethodDef *def)
 {
     PyObject *m = PyImport_AddModule("shmx._shmx"); /* borrowed */
-    PyObject *fn = m ? PyCFunction_New(&hot_bind_def, NULL) : NULL;
-    int rc = fn ? PyObject_SetAttrString(m, "_hot_bind", fn) : -1;
+    PyObject *fn = m ? PyCFunction_New(def, NULL) : NULL;
+    int rc = fn ? PyObject_SetAttrString(m, def->ml_name, fn) : -1;
     Py_XDECREF(fn);
     if (rc != 0) PyErr_Clear();
     return rc;
 }
+
+/* Called once through cffi: puts _hot_bind into this extension module. */
+static int pyshmx_hot_install(void) { return hot_install(&hot_bind_def); }

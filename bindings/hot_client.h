@@ -287,12 +287,4 @@ static PyObject *hotc_bind(PyObject *module, PyObject *args)
 static PyMethodDef hotc_bind_def = {"_hot_client_bind", hotc_bind, METH_VARARGS, NULL};
 
 /* Called once through cffi: puts _hot_client_bind into this extension module. */
-static int pyshmx_hot_client_install(void)
-{
-    PyObject *m = PyImport_AddModule("shmx._shmx"); /* borrowed */
-    PyObject *fn = m ? PyCFunction_New(&hotc_bind_def, NULL) : NULL;
-    int rc = fn ? PyObject_SetAttrString(m, "_hot_client_bind", fn) : -1;
-    Py_XDECREF(fn);
-    if (rc != 0) PyErr_Clear();
-    return rc;
-}
+static int pyshmx_hot_client_install(void) { return hot_install(&hotc_bind_def); }

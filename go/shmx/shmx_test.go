@@ -298,12 +298,18 @@ func TestControl(t *testing.T) {
 	if ok, err := srv.WaitControl(time.Millisecond); ok || err != nil {
 		t.Fatalf("wait on empty ring: %v %v", ok, err)
 	}
+	// The sender may still be inside send_control (waking the server) when
+	// the message is read: wait for it before the client can be closed.
+	sentHello := make(chan error, 1)
 	go func() {
 		time.Sleep(20 * time.Millisecond)
-		cl.SendControl(TLVControlUser, []byte("hello"))
+		sentHello <- cl.SendControl(TLVControlUser, []byte("hello"))
 	}()
 	if ok, err := srv.WaitControl(5 * time.Second); !ok || err != nil {
 		t.Fatalf("wait: %v %v", ok, err)
+	}
+	if err := <-sentHello; err != nil {
+		t.Fatalf("send: %v", err)
 	}
 	m, err := srv.NextControl()
 	if err != nil || m == nil || m.Type != TLVControlUser || string(m.Data) != "hello" || m.ReaderID != cl.ReaderID() {
