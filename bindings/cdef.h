@@ -81,7 +81,8 @@ typedef struct shmx_reader_info {
 
 typedef struct shmx_frame_info {
     uint32_t struct_size; uint32_t payload_bytes; uint32_t tlv_count; uint32_t stream_count;
-    uint64_t frame_id; double sim_time; uint64_t dropped; uint64_t layout_id;
+    uint64_t frame_id; double sim_time; uint64_t dropped; uint64_t layout_id; uint64_t dropped_total;
+    uint64_t published;
 } shmx_frame_info;
 
 typedef struct shmx_stream_view {

@@ -1,6 +1,7 @@
 /* Compiled into the cffi extension only (not part of libshmx): the
- * consumer's two dict-returning reads, read_next and get_latest_frame, as
- * CPython builtins.  hot.h does the same for the producer and says why a
+ * consumer's two dict-returning reads, read_next and get_latest_frame, and
+ * read_next_stream (one stream's view of the next frame), as CPython
+ * builtins.  hot.h does the same for the producer and says why a
  * METH_FASTCALL builtin beats a cffi call from a Python method.
  *
  * Why here too: read_next's C work is ~110 ns on the 2-core bench VM, but
@@ -31,14 +32,17 @@ typedef struct pyshmx_hot_client {
     shmx_frame_info *fi;   /* the Client's _fi (fi_obj keeps it alive) */
     PyObject *fi_obj;
     PyObject *layouts;     /* the Client's layout cache: id -> [(name, view, elem_count, bytes, sid)] */
+    PyObject *views;       /* the same views by layout id, then stream name and id: id -> {key: view} */
     PyObject *cur;         /* the Client's [dict, frame id] that get_latest_frame returns again */
     PyObject *slow;        /* Python callables by HOTC_* (see hotc_bind) */
     PyObject *keys;        /* the dict keys and attribute names, by KEY_* */
     PyObject *me;          /* a weak reference to the Client */
 } pyshmx_hot_client;
 
-enum { HOTC_NEXT, HOTC_LATEST, HOTC_N };                        /* the builtins */
-enum { SLOWC_REFUSED = HOTC_N, SLOWC_FRAME_DICT = 2 * HOTC_N }; /* then failure halves, _frame_dict */
+enum { HOTC_NEXT, HOTC_LATEST, HOTC_NEXT_STREAM, HOTC_N }; /* the builtins */
+/* then their failure halves, _frame_dict and _stream_view */
+enum { SLOWC_REFUSED = HOTC_N, SLOWC_FRAME_DICT = 2 * HOTC_N, SLOWC_STREAM_VIEW, SLOWC_N };
+static const char *const hotc_names[HOTC_N] = {"read_next", "get_latest_frame", "read_next_stream"};
 enum { KEY_META, KEY_FRAME_ID, KEY_SIM_TIME, KEY_PAYLOAD, KEY_TLVS, KEY_DROPPED, KEY_DATA, KEY_ELEMS,
        KEY_BYTES, KEY_STATUS, KEY_ERR, KEY_N };
 static const char *const hotc_key_names[KEY_N] = {"__metadata__", "frame_id", "sim_time", "payload_bytes",
@@ -51,6 +55,7 @@ static void hotc_free(PyObject *cap)
     if (!h) return;
     Py_XDECREF(h->fi_obj);
     Py_XDECREF(h->layouts);
+    Py_XDECREF(h->views);
     Py_XDECREF(h->cur);
     Py_XDECREF(h->slow);
     Py_XDECREF(h->keys);
@@ -113,15 +118,18 @@ fail:
     return NULL;
 }
 
-/* Call slow[i] with the given arguments (a status, a count). */
-static PyObject *hotc_call(pyshmx_hot_client *h, int i, PyObject *arg)
+/* Call slow[i] with up to two arguments: `arg` (stolen; NULL: none) and
+ * then `also` (borrowed; NULL: none). */
+static PyObject *hotc_call2(pyshmx_hot_client *h, int i, PyObject *arg, PyObject *also)
 {
-    PyObject *r;
-    if (!arg) return PyObject_CallObject(PyTuple_GetItem(h->slow, i), NULL);
-    r = PyObject_CallFunctionObjArgs(PyTuple_GetItem(h->slow, i), arg, NULL);
+    PyObject *r, *fn = PyTuple_GetItem(h->slow, i);
+    if (!arg) return also ? PyObject_CallFunctionObjArgs(fn, also, NULL) : PyObject_CallObject(fn, NULL);
+    r = PyObject_CallFunctionObjArgs(fn, arg, also, NULL);
     Py_DECREF(arg);
     return r;
 }
+
+static PyObject *hotc_call(pyshmx_hot_client *h, int i, PyObject *arg) { return hotc_call2(h, i, arg, NULL); }
 
 /* The C library refused a read on an open Client: what the Client's _fail
  * does (status, and the detail as bytes, decoded only if last_error is
@@ -148,17 +156,49 @@ static PyObject *hotc_refused(pyshmx_hot_client *h, int which, shmx_status st)
     return Py_None;
 }
 
-static PyObject *hotc_fast(PyObject *self, int which, Py_ssize_t n, PyObject *kwnames)
+/* read_next_stream(stream): the next frame in order, as one stream's view.
+ * No frame after the last one read is not a failure here (None, and
+ * last_error is left alone), as for get_latest_stream(new_only=True). */
+static PyObject *hotc_next_stream(pyshmx_hot_client *h, PyObject *stream)
+{
+    shmx_status st = shmx_client_next(h->c, h->fi);
+    PyObject *key, *views, *view;
+    if (st == SHMX_EAGAIN) Py_RETURN_NONE;
+    if (st != SHMX_OK) return hotc_refused(h, HOTC_NEXT_STREAM, st);
+    key = PyLong_FromUnsignedLongLong(h->fi->layout_id);
+    if (!key) return NULL;
+    views = PyDict_GetItem(h->views, key); /* borrowed; raises nothing */
+    view = views && PyDict_CheckExact(views) ? PyDict_GetItemWithError(views, stream) : NULL;
+    if (view) {
+        Py_DECREF(key);
+        Py_INCREF(view);
+        return view;
+    }
+    if (PyErr_Occurred()) { /* an unhashable stream */
+        Py_DECREF(key);
+        return NULL;
+    }
+    /* A layout seen the first time, or no such stream: _stream_view says. */
+    return hotc_call2(h, SLOWC_STREAM_VIEW, key, stream);
+}
+
+static PyObject *hotc_fast(PyObject *self, int which, PyObject *const *a, Py_ssize_t n, PyObject *kwnames)
 {
     pyshmx_hot_client *h = (pyshmx_hot_client *)PyCapsule_GetPointer(self, NULL);
     PyObject *frame;
     shmx_status st;
+    const Py_ssize_t want = which == HOTC_NEXT_STREAM ? 1 : 0;
     if (!h) return NULL;
-    if (n != 0 || (kwnames && PyTuple_Size(kwnames) != 0)) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", which == HOTC_NEXT ? "read_next" : "get_latest_frame");
+    if (n != want || (kwnames && PyTuple_Size(kwnames) != 0)) {
+        if (want)
+            PyErr_Format(PyExc_TypeError, "%s() takes exactly one positional argument (stream: id or name), %zd given",
+                         hotc_names[which], n + (kwnames ? PyTuple_Size(kwnames) : 0));
+        else
+            PyErr_Format(PyExc_TypeError, "%s() takes no arguments", hotc_names[which]);
         return NULL;
     }
-    if (!h->c) return hotc_call(h, which, NULL); /* not open: the method says so */
+    if (!h->c) return hotc_call2(h, which, NULL, want ? a[0] : NULL); /* not open: the method says so */
+    if (which == HOTC_NEXT_STREAM) return hotc_next_stream(h, a[0]);
     if (which == HOTC_NEXT) {
         st = shmx_client_next(h->c, h->fi);
         if (st != SHMX_OK) return hotc_refused(h, which, st);
@@ -194,37 +234,42 @@ static PyObject *hotc_fast(PyObject *self, int which, Py_ssize_t n, PyObject *kw
 
 static PyObject *hotc_f_read_next(PyObject *self, PyObject *const *a, Py_ssize_t n, PyObject *kwn)
 {
-    (void)a;
-    return hotc_fast(self, HOTC_NEXT, n, kwn);
+    return hotc_fast(self, HOTC_NEXT, a, n, kwn);
 }
 
 static PyObject *hotc_f_get_latest_frame(PyObject *self, PyObject *const *a, Py_ssize_t n, PyObject *kwn)
 {
-    (void)a;
-    return hotc_fast(self, HOTC_LATEST, n, kwn);
+    return hotc_fast(self, HOTC_LATEST, a, n, kwn);
+}
+
+static PyObject *hotc_f_read_next_stream(PyObject *self, PyObject *const *a, Py_ssize_t n, PyObject *kwn)
+{
+    return hotc_fast(self, HOTC_NEXT_STREAM, a, n, kwn);
 }
 
 static PyMethodDef hotc_defs[HOTC_N] = {
     {"read_next", (PyCFunction)(void (*)(void))hotc_f_read_next, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"get_latest_frame", (PyCFunction)(void (*)(void))hotc_f_get_latest_frame, METH_FASTCALL | METH_KEYWORDS,
      NULL},
+    {"read_next_stream", (PyCFunction)(void (*)(void))hotc_f_read_next_stream, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
 };
 static PyObject *hotc_docs;
 
-/* _hot_client_bind(me, slow, fi, fi_address, layouts, cur, docs) ->
- * (address of the state, read_next, get_latest_frame).  me: a weak
- * reference to the Client; slow: read_next, get_latest_frame, their
- * failure halves, _frame_dict. */
+/* _hot_client_bind(me, slow, fi, fi_address, layouts, views, cur, docs) ->
+ * (address of the state, read_next, get_latest_frame, read_next_stream).
+ * me: a weak reference to the Client; slow: those three methods, their
+ * failure halves, _frame_dict, _stream_view. */
 static PyObject *hotc_bind(PyObject *module, PyObject *args)
 {
-    PyObject *me, *slow, *fi_obj, *fi_addr, *layouts, *cur, *docs, *cap, *out;
+    PyObject *me, *slow, *fi_obj, *fi_addr, *layouts, *views, *cur, *docs, *cap, *out;
     pyshmx_hot_client *h;
     int i;
     (void)module;
-    if (!PyArg_ParseTuple(args, "OO!OO!O!O!O!", &me, &PyTuple_Type, &slow, &fi_obj, &PyLong_Type, &fi_addr,
-                          &PyDict_Type, &layouts, &PyList_Type, &cur, &PyTuple_Type, &docs))
+    if (!PyArg_ParseTuple(args, "OO!OO!O!O!O!O!", &me, &PyTuple_Type, &slow, &fi_obj, &PyLong_Type, &fi_addr,
+                          &PyDict_Type, &layouts, &PyDict_Type, &views, &PyList_Type, &cur, &PyTuple_Type, &docs))
         return NULL;
-    if (PyTuple_Size(slow) != 2 * HOTC_N + 1 || PyTuple_Size(docs) != HOTC_N || PyList_Size(cur) != 2) {
+    if (PyTuple_Size(slow) != SLOWC_N || PyTuple_Size(docs) != HOTC_N || PyList_Size(cur) != 2) {
         PyErr_SetString(PyExc_ValueError, "_hot_client_bind: slow, docs or cur has the wrong length");
         return NULL;
     }
@@ -257,11 +302,13 @@ static PyObject *hotc_bind(PyObject *module, PyObject *args)
     Py_INCREF(slow);
     Py_INCREF(fi_obj);
     Py_INCREF(layouts);
+    Py_INCREF(views);
     Py_INCREF(cur);
     h->me = me;
     h->slow = slow;
     h->fi_obj = fi_obj;
     h->layouts = layouts;
+    h->views = views;
     h->cur = cur;
     cap = PyCapsule_New(h, NULL, hotc_free);
     if (!cap) {
@@ -269,6 +316,7 @@ static PyObject *hotc_bind(PyObject *module, PyObject *args)
         Py_DECREF(slow);
         Py_DECREF(fi_obj);
         Py_DECREF(layouts);
+        Py_DECREF(views);
         Py_DECREF(cur);
         Py_DECREF(h->keys);
         PyMem_Free(h);

@@ -97,6 +97,27 @@ class _ClientCore:
         return self._fiq[2]
 
     @property
+    def dropped(self) -> int:
+        """Frames the ring overwrote before this client could read them,
+        just before the frame the last ``read_next()`` or
+        ``read_next_stream()`` returned (0 after the other reads)."""
+        return self._fiq[4]
+
+    @property
+    def dropped_total(self) -> int:
+        """The sum of ``dropped`` over every read since ``open()`` (or a
+        ``reconnect()`` to a new server): what an in-order reader lost in all."""
+        return self._fiq[6]
+
+    @property
+    def backlog(self) -> int:
+        """Frames published after the one the last read returned, as that
+        read saw the producer's count: how far an in-order reader is
+        behind (0 when it is up to date, or after a latest read)."""
+        published, fid = self._fiq[7], self._fiq[2]
+        return published - fid if published > fid else 0
+
+    @property
     def sim_time(self) -> float:
         """``sim_time`` of the frame the last successful read returned."""
         return self._fi.sim_time

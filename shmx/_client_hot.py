@@ -1,8 +1,9 @@
-"""The Client's dict reads as builtins (the C side is bindings/hot_client.h).
+"""The Client's hot reads as builtins (the C side is bindings/hot_client.h).
 
-``read_next`` and ``get_latest_frame`` are, while open, this instance's own
-METH_FASTCALL builtins: the C read and the frame dict in one call with no
-Python frame, when the frame's layout is cached.  A refusal by the C
+``read_next``, ``get_latest_frame`` and ``read_next_stream`` are, while
+open, this instance's own METH_FASTCALL builtins: the C read and the frame
+dict (or the stream's view) in one call with no Python frame, when the
+frame's layout is cached.  A refusal by the C
 library is recorded as ``_fail`` would (``_<name>_refused`` does it once
 the Client is gone); a layout seen the first time goes to ``_frame_dict``.  The
 builtins reach the Client through a weak reference; one kept after
@@ -18,7 +19,7 @@ from ._client_layouts import _Layouts
 from ._shmx import ffi, lib
 from .errors import error_for
 
-_HOT_NAMES = ("read_next", "get_latest_frame")
+_HOT_NAMES = ("read_next", "get_latest_frame", "read_next_stream")
 _hot_docs: Optional[tuple] = None
 # The API-mode extension has them; the ABI-mode library (shmx/_abi_lib.py) has not.
 _HAVE_HOT = hasattr(lib, "pyshmx_hot_client_install")
@@ -41,7 +42,7 @@ class _HotReads(_Layouts):
     _hot_surface: Any = None
 
     def _bind_hot(self) -> None:
-        """Shadow read_next and get_latest_frame by this instance's builtins,
+        """Shadow the hot reads by this instance's builtins,
         unless a subclass overrides them.  Made once per Client; they follow
         it across close() and open() (``_hotc.c`` is the open handle or NULL)."""
         global _hot_docs
@@ -56,10 +57,10 @@ class _HotReads(_Layouts):
             from ._shmx import _hot_client_bind  # type: ignore[attr-defined]  # put there by the install
             me = weakref.ref(self)
             slow = [getattr(cls, n) for n in _HOT_NAMES] + [getattr(cls, f"_{n}_refused") for n in _HOT_NAMES]
-            slow.append(cls._frame_dict)
+            slow += [cls._frame_dict, cls._next_stream_view]
             addr, *fns = _hot_client_bind(me, tuple(_client_call(me, fn) for fn in slow), self._fi,
-                                          int(ffi.cast("uintptr_t", self._fi)), self._layouts, self._cur,
-                                          _hot_docs)
+                                          int(ffi.cast("uintptr_t", self._fi)), self._layouts, self._views,
+                                          self._cur, _hot_docs)
             self._hotc = ffi.cast("pyshmx_hot_client *", addr)  # alive while the builtins are
             self._hotc_fns = fns
             for n, fn in zip(_HOT_NAMES, fns):
@@ -78,4 +79,4 @@ class _HotReads(_Layouts):
         self._fail(st)
         return None
 
-    _get_latest_frame_refused = _read_next_refused
+    _get_latest_frame_refused = _read_next_stream_refused = _read_next_refused

@@ -15,7 +15,7 @@ class _Layouts(_ClientCore):
     """Frame dicts, stream views and arrays over cached layouts."""
 
     def _frame_dict(self, dropped: int) -> Frame:
-        _, payload, tlvs, count, fid, sim_time, _, layout_id = _FRAME_INFO(self._fibuf)
+        _, payload, tlvs, count, fid, sim_time, _, layout_id, _, _ = _FRAME_INFO(self._fibuf)
         entries = self._layouts.get(layout_id)
         if entries is None:
             entries = self._build_layout(layout_id, count)
@@ -52,9 +52,9 @@ class _Layouts(_ClientCore):
         self._views[layout_id] = views
         return entries
 
-    def _stream_view(self, layout: int, stream: Any) -> Optional[memoryview]:
-        """get_latest_stream for a layout seen the first time, or a stream
-        the frame does not have."""
+    def _stream_view(self, layout: int, stream: Any, call: str = "get_latest_stream") -> Optional[memoryview]:
+        """get_latest_stream (or ``call``) for a layout seen the first
+        time, or a stream the frame does not have."""
         views = self._views.get(layout)
         if views is None:
             self._build_layout(layout, self._fiq[1] >> 32)  # [1] high half: stream_count
@@ -62,8 +62,12 @@ class _Layouts(_ClientCore):
         view = views.get(stream)
         if view is None:
             self._last_status = lib.SHMX_ESTREAM
-            self._err = f"get_latest_stream: frame {self._fiq[2]} has no stream {stream!r}"
+            self._err = f"{call}: frame {self._fiq[2]} has no stream {stream!r}"
         return view
+
+    def _next_stream_view(self, layout: int, stream: Any) -> Optional[memoryview]:
+        """_stream_view for read_next_stream."""
+        return self._stream_view(layout, stream, "read_next_stream")
 
     # ----------------------------------------------------------- numpy view
     def get_latest_arrays(self) -> Optional[Dict[str, Any]]:

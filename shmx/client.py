@@ -167,6 +167,24 @@ class Client(_Waits, _HotReads):
             return None
         return self._frame_dict(_FRAME_INFO(self._fibuf)[6])
 
+    def read_next_stream(self, stream: Any) -> Optional[memoryview]:
+        """One stream (id or name) of the next frame in publication order,
+        as a read-only memoryview into shared memory: ``read_next()``
+        without the dicts, the fastest in-order read.  None when no frame
+        came after the last one read (``last_error`` is then left alone),
+        or the frame has no such stream (``last_error`` says so).
+        ``dropped`` counts the frames lost just before this one;
+        ``frame_id`` and ``sim_time`` describe it.  Pinned like
+        ``read_next()``."""
+        owner = self._owner  # noqa: F841  (see get_latest_frame)
+        st = _next(self._c or _NULL, self._fi)
+        if st == 0:
+            view = self._views.get(self._fiq[5], {}).get(stream)  # [5]: layout_id
+            return view if view is not None else self._next_stream_view(self._fiq[5], stream)
+        if st != lib.SHMX_EAGAIN:
+            self._fail(st)
+        return None
+
     def get_latest_stream(self, stream: Any, new_only: bool = False) -> Optional[memoryview]:
         """One stream (id or name) of the newest complete frame, as a
         read-only memoryview into shared memory: the cheapest read (no

@@ -1,4 +1,4 @@
-"""read_next and get_latest_frame as the Client's own builtins
+"""read_next, get_latest_frame and read_next_stream as the Client's own builtins
 (bindings/hot_client.h): the same answers as the Python methods, the same
 last_error on a refusal, and safe when kept past close() or the Client."""
 from __future__ import annotations
@@ -105,9 +105,10 @@ def test_a_subclass_keeps_its_own_reads(name):
         assert client.read_next()["__metadata__"]["frame_id"] == 1 and client.calls == 1
 
 
-def test_a_lapped_reader_resumes_at_the_oldest_frame_left(name):
+def test_a_lapped_reader_resumes_a_quarter_ring_past_the_oldest_frame_left(name):
     # Nothing pinned and small frames: ring order, so read_next finds the
-    # oldest retained frame from write_index without reading every slot.
+    # frames left from write_index without reading every slot, and passes
+    # over the quarter of them the producer rewrites first.
     with shmx.serve(name, specs(), slots=8) as server, shmx.Client() as client:
         assert client.open(name)
         publish(server, 1)
@@ -117,8 +118,66 @@ def test_a_lapped_reader_resumes_at_the_oldest_frame_left(name):
             publish(server, i)
         frame = client.read_next()
         # 101 frames in 8 slots, the slot after the newest being the next
-        # to write: frames 94..101 are left.
-        assert (frame["__metadata__"]["frame_id"], frame["__metadata__"]["dropped"]) == (94, 92)
-        assert bytes(frame["seq"]["data"]) == struct.pack("<Q", 94)
-        ids = [client.read_next()["__metadata__"]["frame_id"] for _ in range(7)]
-        assert ids == list(range(95, 102)) and client.read_next() is None
+        # to write: frames 94..101 are left, and 94 and 95 are passed over.
+        assert (frame["__metadata__"]["frame_id"], frame["__metadata__"]["dropped"]) == (96, 94)
+        assert bytes(frame["seq"]["data"]) == struct.pack("<Q", 96)
+        assert (client.dropped, client.dropped_total) == (94, 94)
+        ids = [client.read_next()["__metadata__"]["frame_id"] for _ in range(5)]
+        assert ids == list(range(97, 102)) and client.read_next() is None
+        assert (client.dropped, client.dropped_total) == (0, 94)
+
+
+def test_read_next_stream_is_read_next_without_the_dicts(name):
+    # The builtin and the Python method (what an ABI-mode build runs) give
+    # the same views, ids and counts, in order, over two layouts.
+    with shmx.serve(name, specs(), slots=8) as server, shmx.Client() as hot, shmx.Client() as ref:
+        assert hot.open(name) and ref.open(name)
+        assert type(hot.__dict__["read_next_stream"]).__name__ == "builtin_function_or_method"
+        assert hot.__dict__["read_next_stream"].__doc__ == inspect.getdoc(shmx.Client.read_next_stream)
+        publish(server, 1)
+        for c, read in ((hot, hot.read_next_stream), (ref, lambda s: shmx.Client.read_next_stream(ref, s))):
+            assert bytes(read("seq")) == struct.pack("<Q", 1) and c.frame_id == 1
+            c.last_error = "untouched"
+            assert read("seq") is None and c.last_error == "untouched"  # nothing new: not a failure
+        for i in range(2, 7):
+            publish(server, i, with_pos=i % 2 == 0)
+        for c, read in ((hot, hot.read_next_stream), (ref, lambda s: shmx.Client.read_next_stream(ref, s))):
+            for i in range(2, 7):
+                key = 2 if i % 2 == 0 else "seq"  # by id on frames with pos, by name on the others
+                want = struct.pack("<3f", i, i + 0.5, -i) if key == 2 else struct.pack("<Q", i)
+                assert bytes(read(key)) == want
+                assert (c.frame_id, c.sim_time, c.dropped, c.backlog) == (i, i * 0.25, 0, 6 - i)
+            assert read("seq") is None
+        publish(server, 7, with_pos=False)
+        for c, read in ((hot, hot.read_next_stream), (ref, lambda s: shmx.Client.read_next_stream(ref, s))):
+            assert read("pos") is None and "read_next_stream: frame 7 has no stream 'pos'" in c.last_error
+            assert c.frame_id == 7  # the frame was read: the next call moves on
+        with pytest.raises(TypeError, match="exactly one positional argument"):
+            hot.read_next_stream()
+        publish(server, 8)
+        with pytest.raises(TypeError):
+            hot.read_next_stream([1])  # unhashable (looked up once a frame is there)
+        kept = hot.read_next_stream
+    assert kept("seq") is None and "not open" in hot.last_error
+
+
+def test_read_next_stream_counts_every_frame_a_slow_reader_lost(name):
+    # A reader lapped over and over: each frame it gets carries its seq in
+    # place, dropped is exactly the gap, dropped_total their sum.
+    with shmx.serve(name, specs(), slots=8) as server, shmx.Client() as client:
+        assert client.open(name)
+        publish(server, 1)
+        assert client.read_next_stream("seq") is not None
+        last, lost = 1, 0
+        for burst in (3, 20, 7, 64, 1, 9):
+            for _ in range(burst):
+                last_published = server.get_header_info()["frame_seq"] + 1
+                publish(server, last_published)
+            while (view := client.read_next_stream("seq")) is not None:
+                fid = struct.unpack("<Q", view)[0]
+                assert fid == client.frame_id and fid > last
+                assert client.dropped == fid - last - 1
+                lost += client.dropped
+                last = fid
+            assert last == last_published and client.dropped_total == lost and client.backlog == 0
+        assert lost > 0

@@ -97,7 +97,9 @@ mutable struct FrameInfo
     sim_time::Float64
     dropped::UInt64
     layout_id::UInt64
-    FrameInfo() = new(UInt32(sizeof(FrameInfo)), 0, 0, 0, 0, 0.0, 0, 0)
+    dropped_total::UInt64
+    published::UInt64
+    FrameInfo() = new(UInt32(sizeof(FrameInfo)), 0, 0, 0, 0, 0.0, 0, 0, 0, 0)
 end
 
 # shmx_stream_view

@@ -487,6 +487,8 @@ type FrameView struct {
 	ID           uint64
 	SimTime      float64
 	Dropped      uint64 // Next: frames overwritten before they could be read
+	DroppedTotal uint64 // the sum of Dropped since the client was opened (or reconnected)
+	Published    uint64 // frames published when this one was read: Published-ID were newer
 	PayloadBytes uint32
 	Streams      []StreamView
 }
@@ -545,6 +547,7 @@ func (c *Client) read(op string, f func(*C.shmx_frame_info) C.shmx_status) (*Fra
 			return err
 		}
 		fv = &FrameView{ID: uint64(fi.frame_id), SimTime: float64(fi.sim_time), Dropped: uint64(fi.dropped),
+			DroppedTotal: uint64(fi.dropped_total), Published: uint64(fi.published),
 			PayloadBytes: uint32(fi.payload_bytes), Streams: make([]StreamView, 0, int(fi.stream_count))}
 		var v C.shmx_stream_view
 		for i := C.uint32_t(0); i < fi.stream_count; i++ {
