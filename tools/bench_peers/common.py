@@ -12,7 +12,10 @@ two small adapters and calls ``main()``:
   without blocking), ``wait(timeout_s)`` (the same, blocking), ``release()``
   (True when the message it returned last is still intact, e.g. its seqlock
   did not move), ``dropped`` (frames the transport says it skipped before
-  the last one, or None), ``stamp`` (a receipt time taken earlier than the
+  the last one, or None), optionally ``dropped_total()`` (the sum of
+  ``dropped`` so far and the last one's ``dropped``: the loop then asks at
+  the first and the last message instead of reading ``dropped`` at each
+  one), ``stamp`` (a receipt time taken earlier than the
   loop can, e.g. inside a callback, or 0), ``can_poll``/``can_block``,
   ``info``, ``close()``.
 
@@ -354,6 +357,8 @@ def run_consumer(rx: Any, cfg: Dict[str, Any]) -> None:
     t_first = t_last = 0
     sink = 0
     unpack = HDR.unpack_from
+    dropped_total = getattr(rx, "dropped_total", None)
+    total_first = 0
     gc.disable()
     while True:
         buf = recv()
@@ -371,6 +376,10 @@ def run_consumer(rx: Any, cfg: Dict[str, Any]) -> None:
             continue
         if fid == END_ID:
             rx.release()
+            if dropped_total is not None and received:
+                # What it skipped up to the last measured message: not the gap before this one.
+                total, gap = dropped_total()
+                dropped_sum = total - gap - total_first
             break
         if big:
             if copy_mode:
@@ -384,24 +393,29 @@ def run_consumer(rx: Any, cfg: Dict[str, Any]) -> None:
         if not rx.release():
             invalid += 1  # overwritten while we read it: not delivered
             continue
-        d = rx.dropped
         if received == 0:
             first_id, t_first = fid, t
+            if dropped_total is not None:
+                total_first = dropped_total()[0]
         else:
             if fid > last_id + 1:
                 missed += fid - last_id - 1
             # What the transport says it skipped since the previous measured
             # message; compared with the gaps in the ids.
-            if d is None:
-                dropped_known = False
-            else:
-                dropped_sum += d
+            if dropped_total is None:
+                d = rx.dropped
+                if d is None:
+                    dropped_known = False
+                else:
+                    dropped_sum += d
         received += 1
         last_id = fid
         t_last = t
         if scenario == "latency":
             lat.append(t - sent)
     gc.enable()
+    if dropped_total is not None and received and fid != END_ID:  # out of time: no message came after the last
+        dropped_sum = dropped_total()[0] - total_first
     window = (t_last - t_first) / 1e9 if received > 1 else 0.0
     res: Dict[str, Any] = {"recv": "block" if blocking else ("poll+yield" if yield_poll else "poll"),
                            "received": received, "first_id": first_id, "last_id": last_id,

@@ -102,7 +102,13 @@ class Receiver:
         latest = c.get_latest_frame
         in_order = cfg["scenario"] == "rate" and not LEGACY
 
-        if in_order:
+        if in_order and hasattr(c, "read_next_stream"):
+            # The one stream's view of the next frame in order (no dicts);
+            # the client keeps the dropped count, read at the ends of the run.
+            poll = functools.partial(c.read_next_stream, STREAM)
+            self.dropped_total = lambda: (c.dropped_total, c.dropped)
+            self.info = {"mode": "read_next_stream busy-poll (in order, dropped count)"}
+        elif in_order:
             read_next = c.read_next
 
             def poll():

@@ -146,8 +146,10 @@ class RingReceiver:
             last, held_i, held_seq = n, i, two_n
             return views[k]      # in place
 
+        total = gap = 0  # the frames skipped in all, and before the last one
+
         def poll_next():
-            nonlocal last, held_i, held_seq
+            nonlocal last, held_i, held_seq, total, gap
             latest = words[1]
             if latest == last:
                 return None
@@ -159,15 +161,21 @@ class RingReceiver:
             two_n = want + want
             if words[i] != two_n:
                 return None
-            rx.dropped = want - last - 1 if last else 0
+            gap = want - last - 1 if last else 0
+            total += gap
             last, held_i, held_seq = want, i, two_n
             return views[k]
+
+        def dropped_total():
+            return total, gap
 
         def release():
             return words[held_i] == held_seq  # the second load: unchanged, so the read was not torn
 
         in_order = cfg["scenario"] == "rate"
         self.poll = poll_next if in_order else poll_latest
+        if in_order:
+            self.dropped_total = dropped_total
         self.release = release
         self.info = {"mode": "seqlock ring, newest frame in place (two seq loads, no allocation)" if not in_order
                      else "seqlock ring, next frame in order in place (dropped = ring overrun)"}
