@@ -180,8 +180,8 @@ no verdicts). `--rerender JSON --docs` redraws this page from a saved run.
 * **shmx** is used in its fastest documented modes: `publish_stream()`
   (a one-stream frame in one C call) for the small and large frames,
   `get_latest_stream(new_only=True)` (the stream's view of a newer frame, no
-  dicts) for busy polling, `read_next()` for the rate scenario (it reports
-  drops), `wait_frame()` for blocking.  The 3-stream figures in (6) use the
+  dicts) for busy polling, `read_next_stream()` (the same in order, with
+  `dropped` counts) for the rate scenario, `wait_frame()` for blocking.  The 3-stream figures in (6) use the
   documented `begin_frame`/`append_stream`/`publish_frame`, `publish({...})`
   and `get_latest_frame()`.
 * **shmx 1.0.1** is a pybind11 module: it has no blocking read, no in-order
@@ -223,8 +223,9 @@ no verdicts). `--rerender JSON --docs` redraws this page from a saved run.
 * (2) the producer publishes as fast as it can for a few seconds; "received
   rate" is what one busy-polling consumer got per second, "delivered / sent"
   the share of messages it saw.  For shmx the consumer reads in order with
-  `read_next()`, and the sum of its reported `dropped` counts is checked
-  against the gaps in the ids it saw (the raw JSON has both).
+  `read_next_stream()`, and the client's `dropped_total` over the run (the
+  ring keeps the same running total) is checked against the gaps in the
+  ids it saw (the raw JSON has both).
 * (3) 1920x1080x3 uint8 frames, the producer cycling through 8 distinct
   source arrays (50 MB, more than the caches).  "touch" reads one byte of
   every 4 KiB page of each frame in place; "copy" ends with a private copy
