@@ -462,10 +462,10 @@ static shmx_status client_next(shmx_client *c, shmx_frame_info *out)
          * the ring further on, it has that many frames' lead (a busy-
          * polling reader of a producer twice as fast, 64 slots, on the
          * 2-core bench VM: 1.7-1.9M frames/s from the oldest, 1.9-2.25M/s
-         * from there); `dropped` counts what it passed over.  A frame that only another reader's pin kept alive out of
-         * order may be passed over too.  write_index's acquire pairs with
-         * publish's store-release (which precedes its store of
-         * frame_seq). */
+         * from there); `dropped` counts what it passed over.  A frame
+         * that only another reader's pin kept alive out of order may be
+         * passed over too.  write_index's acquire pairs with publish's
+         * store-release (which precedes its store of frame_seq). */
         int lapped = fseq - target >= r->slots - 1u && r->slot_stride < SHMX_WARM_SLOT_MIN_BYTES;
         /* A history reader's first read wants the oldest frame itself. */
         if (lapped) first = (shmx_load_acquire32(&r->gh->write_index) + (c->last_id ? r->slots / 4 : 0)) % r->slots;

@@ -3,8 +3,8 @@ by the interpreter of the legacy virtual environment (same documented API;
 what 1.0.1 lacks - wait_frame, read_next, loan - is reported as n/a).
 
 Modes: producer begin_frame / append_stream / publish_frame; consumer
-get_latest_frame busy-poll, wait_frame (futex) blocking, read_next (in order,
-with the dropped count) for the rate scenario.
+get_latest_frame busy-poll, wait_frame (futex) blocking, read_next_stream (in
+order, with the dropped count) for the rate scenario.
 """
 from __future__ import annotations
 
@@ -102,22 +102,12 @@ class Receiver:
         latest = c.get_latest_frame
         in_order = cfg["scenario"] == "rate" and not LEGACY
 
-        if in_order and hasattr(c, "read_next_stream"):
+        if in_order:
             # The one stream's view of the next frame in order (no dicts);
             # the client keeps the dropped count, read at the ends of the run.
             poll = functools.partial(c.read_next_stream, STREAM)
             self.dropped_total = lambda: (c.dropped_total, c.dropped)
             self.info = {"mode": "read_next_stream busy-poll (in order, dropped count)"}
-        elif in_order:
-            read_next = c.read_next
-
-            def poll():
-                f = read_next()
-                if f is None:
-                    return None
-                self.dropped = f["__metadata__"]["dropped"]
-                return f["msg"]["data"]
-            self.info = {"mode": "read_next busy-poll (in order, dropped count)"}
         elif hasattr(c, "get_latest_stream"):
             # Ours: the one stream's view of the newest frame, None unless
             # it is newer than the last one read (no dict per frame).
