@@ -281,8 +281,9 @@ typedef struct shmx_frame_info {
     uint64_t dropped;            /* read_next: frames lost since the last one */
     uint64_t layout_id;          /* same id => same slot and same stream offsets */
     uint64_t dropped_total;      /* the sum of `dropped` since open (or reconnect); since 1.2 */
-    uint64_t published;          /* frames published when this one was read (the header's frame_seq
-                                  * as the read loaded it; 0 on a legacy region); since 1.2 */
+    uint64_t published;          /* frames published when this one was read: the header's frame_seq as
+                                  * the read loaded it, before it took the frame (which may be newer);
+                                  * 0 on a legacy region; since 1.2 */
 } shmx_frame_info;
 
 /* Output: set struct_size = sizeof(shmx_stream_view) before the call. */

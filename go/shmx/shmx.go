@@ -488,7 +488,7 @@ type FrameView struct {
 	SimTime      float64
 	Dropped      uint64 // Next: frames overwritten before they could be read
 	DroppedTotal uint64 // the sum of Dropped since the client was opened (or reconnected)
-	Published    uint64 // frames published when this one was read: Published-ID were newer
+	Published    uint64 // frame_seq as the read loaded it: frames newer than this one (a lower bound; ID may exceed it)
 	PayloadBytes uint32
 	Streams      []StreamView
 }
