@@ -179,8 +179,10 @@ class Client(_Waits, _HotReads):
         owner = self._owner  # noqa: F841  (see get_latest_frame)
         st = _next(self._c or _NULL, self._fi)
         if st == 0:
-            view = self._views.get(self._fiq[5], {}).get(stream)  # [5]: layout_id
-            return view if view is not None else self._next_stream_view(self._fiq[5], stream)
+            layout = self._fiq[5]
+            views = self._views.get(layout)
+            view = views.get(stream) if views is not None else None
+            return view if view is not None else self._next_stream_view(layout, stream)
         if st != lib.SHMX_EAGAIN:
             self._fail(st)
         return None

@@ -49,7 +49,8 @@ def _cell(res: Results, keys: List[str], peer: str, best: Dict[str, Optional[str
         if v is None:
             parts.append(None)
             continue
-        text = fmt(v / 1000.0 if key.startswith("micro.") else v)  # ns -> µs
+        unit = FIGURES[key][2] if key in FIGURES else ""
+        text = fmt(v / 1000.0 if key.startswith("micro.") else v, unit)  # ns -> µs; rates in k/M
         parts.append(f"**{text}**" if best.get(key) == peer else text)
     if all(p is None for p in parts):
         return ""
