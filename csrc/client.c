@@ -533,16 +533,6 @@ static int legacy_newer_frame(const shmx_client *c)
     return shmx_load_acquire64(&shmx_slot_header(r, (w - 1u) % r->slots)->frame_id) > c->last_id;
 }
 
-/* Once per wait slice: the checks a long wait must not miss. */
-static shmx_status wait_slice_checks(shmx_client *c)
-{
-    shmx_status st = check_reader(c, "wait"); /* heartbeat: a waiting reader is never stale */
-    if (st != SHMX_OK) return st;
-    if (shmx_plat_map_shrunk(&c->r.map))
-        return shmx_fail(SHMX_ECORRUPT, "wait: region '%s' was truncated by another process", c->r.name);
-    return SHMX_OK;
-}
-
 shmx_status shmx_client_wait(shmx_client *c, int64_t timeout_ns)
 {
     shmx_status st = check_reader(c, "wait");
@@ -560,7 +550,7 @@ shmx_status shmx_client_wait(shmx_client *c, int64_t timeout_ns)
             uint64_t left = deadline - now;
             shmx_plat_sleep_ns(nap < left ? nap : left);
             if (nap < 1000000) nap *= 2;
-            st = wait_slice_checks(c);
+            st = check_reader(c, "wait");
             if (st != SHMX_OK) return st;
         }
     }
@@ -585,7 +575,10 @@ shmx_status shmx_client_wait(shmx_client *c, int64_t timeout_ns)
             rc = shmx_plat_wait(&ext->frame_futex, word | 1u, (int64_t)left);
         if (rc == 1 && !newer_frame(c) && shmx_server_liveness(r) == SHMX_DEAD)
             return shmx_fail(SHMX_ECLOSED, "'%s': the server process is gone", r->name);
-        st = wait_slice_checks(c);
+        /* The heartbeat (a waiting reader is never stale) and, at most
+         * every SIZE_CHECK_NS, the file's size: not an fstat per wake-up,
+         * which sat between the producer's wake and every frame. */
+        st = check_reader(c, "wait");
         if (st != SHMX_OK) return st;
     }
 }
