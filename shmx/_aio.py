@@ -20,6 +20,8 @@ def check_timeout(call: str, timeout: Any, name: str = "timeout") -> Optional[fl
     raise InvalidArgumentError naming the call."""
     if timeout is None:
         return None
+    if type(timeout) is float and timeout >= 0.0:  # the common case, without the ABC check; NaN fails >=
+        return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
         raise InvalidArgumentError(f"{call}: {name} must be None or a number of seconds >= 0, "
                                    f"got {type(timeout).__name__}", lib.SHMX_EINVAL)

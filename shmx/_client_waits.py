@@ -71,9 +71,11 @@ class _Waits(_ClientCore):
 
     def _wait_in(self, c: Any, timeout: Optional[float]) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
+        # The first slice straight from the timeout: the wake-up usually
+        # ends the wait there, and every step after it adds to the latency.
+        left = _SLICE_S if timeout is None or timeout > _SLICE_S else timeout
         while self._c is c and not self._closing:
-            left = _SLICE_S if deadline is None else min(_SLICE_S, deadline - time.monotonic())
-            st = _wait(c, max(int(left * 1e9), 0))
+            st = _wait(c, int(left * 1e9))
             if st == 0:
                 return True
             if st == lib.SHMX_ECLOSED:
@@ -84,6 +86,8 @@ class _Waits(_ClientCore):
                 # once the producer had exited.
                 if self._follow_new_server():
                     c = self._c
+                    if deadline is not None:
+                        left = max(min(_SLICE_S, deadline - time.monotonic()), 0.0)
                     continue
                 self._fail(st)
                 # Say what happened, not why the look for a new server failed.
@@ -93,12 +97,14 @@ class _Waits(_ClientCore):
             if st != lib.SHMX_ETIMEDOUT:
                 self._fail(st)
                 return False
-            if deadline is not None and time.monotonic() >= deadline:
-                # Our own words: the thread's C detail may be another
-                # object's old error (a timed-out wait records none).
-                self._last_status = st
-                self._err = f"wait: no new frame in '{self._name}' within {timeout} s"
-                return False
+            if deadline is not None:
+                left = min(_SLICE_S, deadline - time.monotonic())
+                if left <= 0:
+                    # Our own words: the thread's C detail may be another
+                    # object's old error (a timed-out wait records none).
+                    self._last_status = st
+                    self._err = f"wait: no new frame in '{self._name}' within {timeout} s"
+                    return False
         self._last_status = lib.SHMX_ECLOSED
         self._err = "wait: the client was closed while waiting"
         return False
