@@ -194,6 +194,27 @@ static PyObject *hot_slow(pyshmx_hot *h, int which, int st, PyObject *args, PyOb
     return r;
 }
 
+/* A METH_FASTCALL call's arguments as a tuple and (*kw, NULL when there
+ * are none) a dict, for a call the slow way; NULL with an error set. */
+static PyObject *hot_args(PyObject *const *a, Py_ssize_t n, PyObject *kwnames, PyObject **kw)
+{
+    Py_ssize_t i, nk = kwnames ? PyTuple_Size(kwnames) : 0;
+    PyObject *args = PyTuple_New(n);
+    *kw = NULL;
+    if (!args) return NULL;
+    for (i = 0; i < n; i++) {
+        Py_INCREF(a[i]);
+        PyTuple_SetItem(args, i, a[i]);
+    }
+    if (nk) {
+        *kw = PyDict_New();
+        for (i = 0; *kw && i < nk; i++)
+            if (PyDict_SetItem(*kw, PyTuple_GetItem(kwnames, i), a[n + i]) != 0) Py_CLEAR(*kw);
+        if (!*kw) Py_CLEAR(args);
+    }
+    return args;
+}
+
 /* The METH_FASTCALL entry: arguments from the caller's stack.  The flag
  * and this calling convention are CPython's since 3.7 and unchanged since
  * (the limited API names them from 3.10; this package needs >= 3.8). */
@@ -201,25 +222,11 @@ static PyObject *hot_fast(PyObject *self, int which, PyObject *const *a, Py_ssiz
 {
     pyshmx_hot *h = hot_of(self);
     PyObject *r, *args, *kw = NULL;
-    Py_ssize_t i, nk = kwnames ? PyTuple_Size(kwnames) : 0;
+    Py_ssize_t nk = kwnames ? PyTuple_Size(kwnames) : 0;
     int st = SHMX_OK;
     if (!h) return NULL;
     if (nk == 0 && (r = hot_try(h, which, a, n, &st)) != NULL) return r;
-    args = PyTuple_New(n);
-    if (!args) return NULL;
-    for (i = 0; i < n; i++) {
-        Py_INCREF(a[i]);
-        PyTuple_SetItem(args, i, a[i]);
-    }
-    if (nk) {
-        kw = PyDict_New();
-        for (i = 0; kw && i < nk; i++)
-            if (PyDict_SetItem(kw, PyTuple_GetItem(kwnames, i), a[n + i]) != 0) Py_CLEAR(kw);
-        if (!kw) {
-            Py_DECREF(args);
-            return NULL;
-        }
-    }
+    if (!(args = hot_args(a, n, kwnames, &kw))) return NULL;
     r = hot_slow(h, which, st, args, kw);
     Py_DECREF(args);
     Py_XDECREF(kw);

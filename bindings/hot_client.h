@@ -1,6 +1,7 @@
 /* Compiled into the cffi extension only (not part of libshmx): the
- * consumer's two dict-returning reads, read_next and get_latest_frame, and
- * read_next_stream (one stream's view of the next frame), as CPython
+ * consumer's two dict-returning reads, read_next and get_latest_frame,
+ * read_next_stream (one stream's view of the next frame) and wait_frame
+ * (the blocking read: its first wait slice and the frame dict), as CPython
  * builtins.  hot.h does the same for the producer and says why a
  * METH_FASTCALL builtin beats a cffi call from a Python method.
  *
@@ -39,15 +40,16 @@ typedef struct pyshmx_hot_client {
     PyObject *me;          /* a weak reference to the Client */
 } pyshmx_hot_client;
 
-enum { HOTC_NEXT, HOTC_LATEST, HOTC_NEXT_STREAM, HOTC_N }; /* the builtins */
+enum { HOTC_NEXT, HOTC_LATEST, HOTC_NEXT_STREAM, HOTC_WAIT, HOTC_N }; /* the builtins */
 /* then their failure halves, _frame_dict and _stream_view */
 enum { SLOWC_REFUSED = HOTC_N, SLOWC_FRAME_DICT = 2 * HOTC_N, SLOWC_STREAM_VIEW, SLOWC_N };
-static const char *const hotc_names[HOTC_N] = {"read_next", "get_latest_frame", "read_next_stream"};
+static const char *const hotc_names[HOTC_N] = {"read_next", "get_latest_frame", "read_next_stream", "wait_frame"};
 enum { KEY_META, KEY_FRAME_ID, KEY_SIM_TIME, KEY_PAYLOAD, KEY_TLVS, KEY_DROPPED, KEY_DATA, KEY_ELEMS,
-       KEY_BYTES, KEY_STATUS, KEY_ERR, KEY_N };
+       KEY_BYTES, KEY_STATUS, KEY_ERR, KEY_CLOSING, KEY_WAITING, KEY_OWNER, KEY_LEFT_WAIT, KEY_N };
 static const char *const hotc_key_names[KEY_N] = {"__metadata__", "frame_id", "sim_time", "payload_bytes",
                                                   "tlv_count", "dropped", "data", "elem_count", "bytes",
-                                                  "_last_status", "_err"};
+                                                  "_last_status", "_err", "_closing", "_waiting", "_owner",
+                                                  "_left_wait"};
 
 static void hotc_free(PyObject *cap)
 {
@@ -182,6 +184,8 @@ static PyObject *hotc_next_stream(pyshmx_hot_client *h, PyObject *stream)
     return hotc_call2(h, SLOWC_STREAM_VIEW, key, stream);
 }
 
+static PyObject *hotc_latest(pyshmx_hot_client *h, int which);
+
 static PyObject *hotc_fast(PyObject *self, int which, PyObject *const *a, Py_ssize_t n, PyObject *kwnames)
 {
     pyshmx_hot_client *h = (pyshmx_hot_client *)PyCapsule_GetPointer(self, NULL);
@@ -206,7 +210,14 @@ static PyObject *hotc_fast(PyObject *self, int which, PyObject *const *a, Py_ssi
         if (frame || PyErr_Occurred()) return frame;
         return hotc_call(h, SLOWC_FRAME_DICT, PyLong_FromUnsignedLongLong(h->fi->dropped));
     }
-    st = shmx_client_latest(h->c, h->fi);
+    return hotc_latest(h, which);
+}
+
+/* get_latest_frame on an open Client (h->c set), for `which` builtin. */
+static PyObject *hotc_latest(pyshmx_hot_client *h, int which)
+{
+    PyObject *frame;
+    shmx_status st = shmx_client_latest(h->c, h->fi);
     if (st != SHMX_OK) return hotc_refused(h, which, st);
     /* The same frame as the last call: the same dict (cur = [dict, id]). */
     PyObject *cur_id = PyList_GetItem(h->cur, 1);
@@ -232,6 +243,98 @@ static PyObject *hotc_fast(PyObject *self, int which, PyObject *const *a, Py_ssi
     return frame;
 }
 
+/* wait_frame's first slice, in C: the Python method's steps without its
+ * frames, which run after the wake-up and so add to the latency.  The
+ * Client's protocol with close() is kept as _wait_new keeps it: enter
+ * _waiting, then look at _closing; leave _waiting, then look at _closing
+ * again (and, set, let close() know through _left_wait).  The GIL orders
+ * those steps against close()'s, as it does in Python.  close() waits for
+ * us to leave, and clears h->c before it detaches the handle; the Client
+ * and its _owner (the handle's keeper) are held across the wait as well.
+ * Anything but a frame in the first slice goes to _wait_frame_refused with
+ * the status and the seconds waited, which goes on as wait_frame would. */
+static PyObject *hotc_wait(pyshmx_hot_client *h, PyObject *timeout)
+{
+    PyObject *client, *flag, *waiting = NULL, *owner = NULL, *ident = NULL, *r = NULL;
+    PyThreadState *ts;
+    shmx_client *c = h->c;
+    int64_t slice_ns = 50000000; /* _client_waits._SLICE_S: Ctrl-C is honoured between slices */
+    uint64_t t0;
+    shmx_status st;
+    int closing;
+    if (timeout != Py_None) {
+        double secs = PyFloat_CheckExact(timeout) ? PyFloat_AsDouble(timeout)
+                      : PyLong_CheckExact(timeout)  ? PyLong_AsDouble(timeout)
+                                                    : -1.0;
+        if (secs == -1.0 && PyErr_Occurred()) PyErr_Clear();
+        if (!(secs >= 0.0)) /* NaN, negative, another type: the method checks it and says */
+            return hotc_call2(h, HOTC_WAIT, NULL, timeout);
+        if (secs < 0.05) slice_ns = (int64_t)(secs * 1e9);
+    }
+    client = PyWeakref_GetObject(h->me); /* borrowed */
+    if (!client || client == Py_None) {
+        PyErr_Clear();
+        return hotc_call2(h, HOTC_WAIT, NULL, timeout);
+    }
+    Py_INCREF(client);
+    flag = PyObject_GetAttr(client, PyTuple_GetItem(h->keys, KEY_CLOSING));
+    closing = flag ? PyObject_IsTrue(flag) : -1;
+    Py_XDECREF(flag);
+    if (closing == 0) waiting = PyObject_GetAttr(client, PyTuple_GetItem(h->keys, KEY_WAITING));
+    if (waiting) owner = PyObject_GetAttr(client, PyTuple_GetItem(h->keys, KEY_OWNER));
+    if (owner) ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (!ident || !PySet_Check(waiting) || PySet_Add(waiting, ident) != 0) {
+        /* Closing, or the Client is not as it should be: the method says. */
+        if (closing != 0 || !PyErr_Occurred()) r = hotc_call2(h, HOTC_WAIT, NULL, timeout);
+        goto out;
+    }
+    t0 = shmx_now_ns();
+    ts = PyEval_SaveThread();
+    st = shmx_client_wait(c, slice_ns);
+    PyEval_RestoreThread(ts);
+    if (PySet_Discard(waiting, ident) < 0) goto out;
+    flag = PyObject_GetAttr(client, PyTuple_GetItem(h->keys, KEY_CLOSING));
+    closing = flag ? PyObject_IsTrue(flag) : -1;
+    Py_XDECREF(flag);
+    if (closing < 0) goto out;
+    if (closing) { /* close() may be waiting for us */
+        flag = PyObject_CallMethodObjArgs(client, PyTuple_GetItem(h->keys, KEY_LEFT_WAIT), NULL);
+        if (!flag) goto out;
+        Py_DECREF(flag);
+    }
+    if (st == SHMX_OK && h->c == c) {
+        r = hotc_latest(h, HOTC_WAIT);
+    } else {
+        PyObject *fn = PyTuple_GetItem(h->slow, SLOWC_REFUSED + HOTC_WAIT);
+        r = PyObject_CallFunction(fn, "iOd", (int)st, timeout, (double)(shmx_now_ns() - t0) / 1e9);
+    }
+out:
+    Py_XDECREF(ident);
+    Py_XDECREF(owner);
+    Py_XDECREF(waiting);
+    Py_DECREF(client);
+    return r;
+}
+
+/* wait_frame(timeout=None) */
+static PyObject *hotc_f_wait_frame(PyObject *self, PyObject *const *a, Py_ssize_t n, PyObject *kwn)
+{
+    pyshmx_hot_client *h = (pyshmx_hot_client *)PyCapsule_GetPointer(self, NULL);
+    Py_ssize_t nk = kwn ? PyTuple_Size(kwn) : 0;
+    PyObject *args, *kw, *r;
+    if (!h) return NULL;
+    if (h->c && n + nk <= 1) {
+        if (nk == 0) return hotc_wait(h, n ? a[0] : Py_None);
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GetItem(kwn, 0), "timeout") == 0) return hotc_wait(h, a[0]);
+    }
+    /* Not open, or other arguments: the method says (or raises). */
+    if (!(args = hot_args(a, n, kwn, &kw))) return NULL;
+    r = PyObject_Call(PyTuple_GetItem(h->slow, HOTC_WAIT), args, kw);
+    Py_DECREF(args);
+    Py_XDECREF(kw);
+    return r;
+}
+
 static PyObject *hotc_f_read_next(PyObject *self, PyObject *const *a, Py_ssize_t n, PyObject *kwn)
 {
     return hotc_fast(self, HOTC_NEXT, a, n, kwn);
@@ -253,12 +356,14 @@ static PyMethodDef hotc_defs[HOTC_N] = {
      NULL},
     {"read_next_stream", (PyCFunction)(void (*)(void))hotc_f_read_next_stream, METH_FASTCALL | METH_KEYWORDS,
      NULL},
+    {"wait_frame", (PyCFunction)(void (*)(void))hotc_f_wait_frame, METH_FASTCALL | METH_KEYWORDS, NULL},
 };
 static PyObject *hotc_docs;
 
 /* _hot_client_bind(me, slow, fi, fi_address, layouts, views, cur, docs) ->
- * (address of the state, read_next, get_latest_frame, read_next_stream).
- * me: a weak reference to the Client; slow: those three methods, their
+ * (address of the state, read_next, get_latest_frame, read_next_stream,
+ * wait_frame).
+ * me: a weak reference to the Client; slow: those four methods, their
  * failure halves, _frame_dict, _stream_view. */
 static PyObject *hotc_bind(PyObject *module, PyObject *args)
 {

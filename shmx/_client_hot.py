@@ -1,9 +1,10 @@
 """The Client's hot reads as builtins (the C side is bindings/hot_client.h).
 
-``read_next``, ``get_latest_frame`` and ``read_next_stream`` are, while
-open, this instance's own METH_FASTCALL builtins: the C read and the frame
-dict (or the stream's view) in one call with no Python frame, when the
-frame's layout is cached.  A refusal by the C
+``read_next``, ``get_latest_frame``, ``read_next_stream`` and ``wait_frame``
+are, while open, this instance's own METH_FASTCALL builtins: the C read and
+the frame dict (or the stream's view) in one call with no Python frame, when
+the frame's layout is cached; ``wait_frame``'s first wait slice as well (the
+rest of a wait goes on in ``_wait_frame_refused``).  A refusal by the C
 library is recorded as ``_fail`` would (``_<name>_refused`` does it once
 the Client is gone); a layout seen the first time goes to ``_frame_dict``.  The
 builtins reach the Client through a weak reference; one kept after
@@ -14,12 +15,13 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable, Optional
 
+from ._aio import check_timeout
 from ._client_core import _NULL, Frame
 from ._client_layouts import _Layouts
 from ._shmx import ffi, lib
 from .errors import error_for
 
-_HOT_NAMES = ("read_next", "get_latest_frame", "read_next_stream")
+_HOT_NAMES = ("read_next", "get_latest_frame", "read_next_stream", "wait_frame")
 _hot_docs: Optional[tuple] = None
 # The API-mode extension has them; the ABI-mode library (shmx/_abi_lib.py) has not.
 _HAVE_HOT = hasattr(lib, "pyshmx_hot_client_install")
@@ -27,11 +29,11 @@ _HAVE_HOT = hasattr(lib, "pyshmx_hot_client_install")
 
 def _client_call(me: "weakref.ref[Any]", method: Callable[..., Any]) -> Callable[..., Any]:
     """What a builtin hands a call it does not finish itself to."""
-    def slow(*args: Any) -> Any:
+    def slow(*args: Any, **kwargs: Any) -> Any:
         client = me()
         if client is None:
             raise error_for(lib.SHMX_ECLOSED, "read: its Client was garbage-collected (closed)")
-        return method(client, *args)
+        return method(client, *args, **kwargs)
     return slow
 
 
@@ -80,3 +82,15 @@ class _HotReads(_Layouts):
         return None
 
     _get_latest_frame_refused = _read_next_stream_refused = _read_next_refused
+
+    def _wait_frame_refused(self, st: int, timeout: Optional[float], waited: float) -> Optional[Frame]:
+        """The builtin's first slice of ``wait_frame(timeout)`` ended with
+        status ``st`` after ``waited`` seconds and no frame taken: go on as
+        the method would have after that slice."""
+        if self._c is None or self._closing:  # closed while it waited
+            self._last_status = lib.SHMX_ECLOSED
+            self._err = "wait: the client was closed while waiting"
+            return None
+        if self._wait_new(check_timeout("wait_frame", timeout), st, waited):
+            return self.get_latest_frame()
+        return None

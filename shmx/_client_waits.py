@@ -43,7 +43,12 @@ class _Waits(_ClientCore):
             frame = self.read_next()
         return frame
 
-    def _wait_new(self, timeout: Optional[float]) -> bool:
+    def _left_wait(self) -> None:
+        """A waiter has left while close() was under way: let it know."""
+        with self._cv:
+            self._cv.notify_all()
+
+    def _wait_new(self, timeout: Optional[float], first: Optional[int] = None, waited: float = 0.0) -> bool:
         # No lock on the way in or out: the GIL orders these steps against
         # close()'s.  We enter _waiting and then look at _closing; close()
         # sets _closing and then looks at _waiting (and clears _c before
@@ -62,20 +67,23 @@ class _Waits(_ClientCore):
             if c is None or self._c is not c or self._closing:
                 self._fail(lib.SHMX_EINVAL)
                 return False
-            return self._wait_in(c, timeout)
+            return self._wait_in(c, timeout, first, waited)
         finally:
             self._waiting.discard(me)
             if self._closing:
-                with self._cv:
-                    self._cv.notify_all()
+                self._left_wait()
 
-    def _wait_in(self, c: Any, timeout: Optional[float]) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _wait_in(self, c: Any, timeout: Optional[float], first: Optional[int], waited: float) -> bool:
+        # first: the status of a first slice already waited (``waited``
+        # seconds) by the wait_frame builtin (bindings/hot_client.h).
+        deadline = None if timeout is None else time.monotonic() + timeout - waited
         # The first slice straight from the timeout: the wake-up usually
         # ends the wait there, and every step after it adds to the latency.
         left = _SLICE_S if timeout is None or timeout > _SLICE_S else timeout
+        st = first
         while self._c is c and not self._closing:
-            st = _wait(c, int(left * 1e9))
+            if st is None:
+                st = _wait(c, int(left * 1e9))
             if st == 0:
                 return True
             if st == lib.SHMX_ECLOSED:
@@ -88,6 +96,7 @@ class _Waits(_ClientCore):
                     c = self._c
                     if deadline is not None:
                         left = max(min(_SLICE_S, deadline - time.monotonic()), 0.0)
+                    st = None
                     continue
                 self._fail(st)
                 # Say what happened, not why the look for a new server failed.
@@ -105,6 +114,7 @@ class _Waits(_ClientCore):
                     self._last_status = st
                     self._err = f"wait: no new frame in '{self._name}' within {timeout} s"
                     return False
+            st = None
         self._last_status = lib.SHMX_ECLOSED
         self._err = "wait: the client was closed while waiting"
         return False

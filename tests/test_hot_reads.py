@@ -181,3 +181,49 @@ def test_read_next_stream_counts_every_frame_a_slow_reader_lost(name):
                 last = fid
             assert last == last_published and client.dropped_total == lost and client.backlog == 0
         assert lost > 0
+
+
+def test_wait_frame_is_a_builtin_and_answers_as_the_method(name):
+    # Its first slice is the builtin's own; a longer wait, a bad timeout or
+    # a closed client go on in Python: the same answers and last_error.
+    with shmx.serve(name, specs(), slots=4) as server, shmx.Client() as hot, shmx.Client() as ref:
+        assert hot.open(name) and ref.open(name)
+        wait = hot.__dict__["wait_frame"]
+        assert type(wait).__name__ == "builtin_function_or_method"
+        assert wait.__doc__ == inspect.getdoc(shmx.Client.wait_frame)
+        for c, w in ((hot, hot.wait_frame), (ref, lambda *a, **k: shmx.Client.wait_frame(ref, *a, **k))):
+            assert w(0.01) is None and c.last_error == f"wait: no new frame in '{name}' within 0.01 s"
+            assert w(timeout=0) is None and "within 0.0 s" in c.last_error
+            assert w(0.12) is None and "within 0.12 s" in c.last_error  # past the first slice
+            for bad in (-1.0, float("nan"), "1", True):
+                with pytest.raises((shmx.InvalidArgumentError, TypeError)):
+                    w(bad)
+            with pytest.raises(TypeError):
+                w(1.0, 2.0)
+        publish(server, 1)
+        got, want = hot.wait_frame(1), shmx.Client.wait_frame(ref, 1.0)
+        assert plain(got) == plain(want) and got["__metadata__"]["frame_id"] == 1
+        assert hot.get_latest_frame() is got  # the frame it returned is the latest read
+        publish(server, 2)
+        assert hot.wait_frame(None)["__metadata__"]["frame_id"] == 2
+        # A frame published while it sleeps wakes it (the threads take turns).
+        import threading
+        timer = threading.Timer(0.02, publish, (server, 3))
+        timer.start()
+        assert hot.wait_frame(2.0)["__metadata__"]["frame_id"] == 3
+        timer.join()
+        hot.close()
+        assert wait(0.01) is None and "not open" in hot.last_error
+
+
+def test_a_kept_wait_frame_past_the_client(name):
+    with shmx.serve(name, specs()):
+        client = shmx.Client()
+        assert client.open(name)
+        wait = client.wait_frame
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del client
+            gc.collect()
+        with pytest.raises(shmx.ShmxError, match="garbage-collected"):
+            wait(0.01)
