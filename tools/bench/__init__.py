@@ -13,7 +13,8 @@ This package owns the benchmark harness, one module per concern:
               (``run_single``), and removing every name a run leaves;
 * ``floors``  the machine's own limits measured beside the peers (memcpy,
               cache-line round trip, C futex and busy-poll hand-offs, the C
-              core's call costs), the load average and machine description;
+              copy hand-off of big frames, the C core's call costs), the
+              load average and machine description;
 * ``run``     the plan of a run (scenario by scenario, rounds, peers taking
               turns) and what each step records;
 * ``stats``   the figures' registry, per-round values and their summaries;
@@ -44,4 +45,9 @@ CSRC = ROOT / "csrc"
 PID = os.getpid()
 PREFIX = f"shmxbench-{PID}-"          # every name this run creates starts with it
 FRAME_1080P = 1920 * 1080 * 3
+# The big scenario's producers copy RING_SOURCES frames in turn into a ring
+# of RING_SLOTS (shmx's slots, the stdlib ring's); the C copy hand-off
+# (tools/bench_c/copyhand.c), the touch row's floor, does the same.
+RING_SOURCES = 8
+RING_SLOTS = 4
 SMALL_BYTES = 40

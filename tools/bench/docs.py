@@ -73,6 +73,7 @@ def readme_table(res: Results, targets: List[Dict[str, Any]], started: str) -> s
                              ("machine.spin_p50_us", "C cross-core busy-poll one-way p50", "µs"),
                              ("machine.memcpy_cold_gbps", "6 MB memcpy cold", "GB/s"),
                              ("machine.memcpy_hot_gbps", "hot", "GB/s"),
+                             ("big.c_copy.gbps", "C copy hand-off of 1080p frames (touch reader)", "GB/s"),
                              ("machine.cacheline_rtt_ns", "cache-line round trip", "ns")):
         v = res.median(key, "machine")
         if v is not None:
@@ -137,7 +138,9 @@ worse for times, and the other way round.{turns}
 
 The targets are ratios to what this machine itself can do, measured in the
 same run: a C futex hand-off between two processes, a C busy-poll across
-two cores, hot and cold memcpy, a bare cffi call, and the other peers.  A
+two cores, hot and cold memcpy, 1080p frames copied into a ring and
+touched in place by two C processes (the touch row's floor, run in the
+big scenario beside the peers), a bare cffi call, and the other peers.  A
 ratio is taken round by round (the figure over its reference of the same
 round) and its median is held against the limit.  The 1-minute load
 average is read before each scenario (after up to `--settle` seconds for

@@ -4,7 +4,9 @@ what the machine is.
 Floors: 6 MB memcpy cold and hot, the cross-core cache-line round trip
 (``tools/bench_c/pingpong.c``), the one-way hand-off between two processes
 through a futex wake (reader on the other core, and unpinned) and through
-a cross-core busy-poll (``tools/bench_c/handoff.c``), and the C core's own call costs
+a cross-core busy-poll (``tools/bench_c/handoff.c``), big frames copied
+into a ring by one process and touched in place by another
+(``tools/bench_c/copyhand.c``), and the C core's own call costs
 (``tools/bench_c/latest_micro.c``, compiled against ``csrc/``).  The bare
 cffi call is measured by the shmx worker (``micro``).  Also here: the load
 average, and the machine description printed with every table."""
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import C_DIR, CSRC, FRAME_1080P, ROOT
+from . import C_DIR, CSRC, FRAME_1080P, RING_SLOTS, RING_SOURCES, ROOT
 from .peers import run_quiet, tail
 from .workers import RunFailed, Unsupported, cleanup_names, unique_name
 
@@ -151,6 +153,25 @@ def handoff_limits(build: str, quick: bool) -> Dict[str, Any]:
             out[f"{key}_{pct}_us"] = lat[f"{pct}_us"]
         out[f"{key}_n"] = lat["n"]
     return out
+
+
+def copy_handoff(build: str, seconds: float) -> Dict[str, Any]:
+    """1080p frames copied from ``RING_SOURCES`` sources into a ring of
+    ``RING_SLOTS`` by one C process as fast as it can, each touched in place
+    (a byte a page) by another: the touch row's floor, run in the big
+    scenario beside the peers, neither process pinned (as theirs are not).
+    Where the L3 holds a hot pair of frames but not the producer's sources
+    and slots, hot memcpy runs from the cache and no copying transport
+    comes near it; this is the work they all do."""
+    exe = compile_c(build, "copyhand", [C_DIR / "copyhand.c"], ["-Wall", "-Wextra", "-Werror"], std="c99")
+    rc, out = run_quiet([str(exe), str(FRAME_1080P), str(RING_SOURCES), str(RING_SLOTS), f"{seconds:g}"],
+                        60 + 2 * seconds)
+    if rc != 0:
+        raise RunFailed(f"copyhand failed: {tail(out)}")
+    try:
+        return json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        raise RunFailed(f"copyhand: unreadable output ({exc})") from None
 
 
 def c_latest(build: str, quick: bool) -> Dict[str, Any]:

@@ -15,8 +15,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import FRAME_1080P
-from .floors import c_latest, cacheline_limits, handoff_limits, load1, memcpy_limits
+from . import FRAME_1080P, RING_SOURCES
+from .floors import c_latest, cacheline_limits, copy_handoff, handoff_limits, load1, memcpy_limits
 from .peers import Peer
 from .stats import FIGURES, MACHINE_KEYS, MICRO_KEYS, Results, latency_stats, scale_figures
 from .workers import RunFailed, Unsupported, run_pair, run_single
@@ -90,6 +90,7 @@ def build_plan(peers: List[Peer], args, rnd: int, scenario: str) -> List[Step]:
     elif scenario == "rate":
         plan += [("rate", p, {"mode": "poll"}) for p in ok]
     elif scenario == "big":
+        plan.append(("c_copy", None, {}))  # the touch row's floor, beside the peers
         for mode in ("touch", "copy"):
             plan += [("big", p, {"mode": mode}) for p in ok]
         plan += [("big", p, {"mode": "touch", "loan": True}) for p in ok if p.name == "shmx"]
@@ -142,7 +143,7 @@ def execute(step: Step, rnd: int, args, res: Results, tmp: str, build: str) -> N
     elif kind == "big":
         assert peer is not None
         mode = opts["mode"]
-        params: Dict[str, Any] = {"duration": args.duration, "frame_bytes": FRAME_1080P}
+        params: Dict[str, Any] = {"duration": args.duration, "frame_bytes": FRAME_1080P, "sources": RING_SOURCES}
         if opts.get("loan"):
             params["loan"] = True
         r = run_pair(peer, "big", mode, 1, params, tmp)
@@ -153,6 +154,10 @@ def execute(step: Step, rnd: int, args, res: Results, tmp: str, build: str) -> N
         res.put(f"big.{key}.gbps", peer.name, rnd, c["gbps"])
         res.put(f"big.{key}.fps", peer.name, rnd, c["fps"])
         res.put(f"big.{key}.publish_us", peer.name, rnd, pr["publish_us"])
+    elif kind == "c_copy":
+        r = copy_handoff(build, 0.5 if q else args.duration)
+        res.runs.append({"peer": "machine", "scenario": "big", "round": rnd, "result": r})
+        res.put("big.c_copy.gbps", "machine", rnd, r["gbps"])
     elif kind == "loan":
         assert peer is not None
         r = run_single(peer, "loan", {"sizes": [65536, FRAME_1080P], "min_s": 0.05 if q else 0.3,
@@ -268,7 +273,16 @@ def keys_for(kind: str, opts: Dict[str, Any]) -> List[str]:
         return ["micro.c_latest_ns", "micro.c_publish3_ns"]
     if kind == "machine":
         return [f"machine.{k}" for k in MACHINE_KEYS]
+    if kind == "c_copy":
+        return ["big.c_copy.gbps"]
     return []
+
+
+def _who(peer: Optional[Peer], kind: str) -> str:
+    """Whose figures a step gives: its peer's, or the machine's floors."""
+    if peer is not None:
+        return peer.name
+    return "machine" if kind in ("machine", "c_copy") else "shmx"
 
 
 def run_all(peers: List[Peer], args, res: Results, tmp: str, build: str, progress: Progress,
@@ -293,15 +307,13 @@ def run_all(peers: List[Peer], args, res: Results, tmp: str, build: str, progres
                     execute(step, rnd, args, res, tmp, build)
                 except Unsupported as exc:
                     for key in keys_for(kind, opts):
-                        res.not_available(key, peer.name if peer else ("machine" if kind == "machine" else "shmx"),
-                                          str(exc))
+                        res.not_available(key, _who(peer, kind), str(exc))
                 except RunFailed as exc:
                     who = peer.name if peer else kind
                     res.runs.append({"peer": who, "scenario": kind, "round": rnd, "opts": opts, "failed": str(exc)})
                     progress.note(f"  {who} {kind} {opts}: failed: {exc}")
                     for key in keys_for(kind, opts):
-                        res.not_available(key, peer.name if peer else ("machine" if kind == "machine" else "shmx"),
-                                          f"failed: {str(exc)[:120]}")
+                        res.not_available(key, _who(peer, kind), f"failed: {str(exc)[:120]}")
                 progress.advance()
 
 

@@ -71,6 +71,7 @@ for _n in (1, 4, 16):
 fig("scale.16_vs_1", S4, "producer rate 16 vs 1 consumer", "x", "higher", (">=", 0.9))
 fig("machine.memcpy_cold_gbps", S5, "memcpy 6 MB cold", "GB/s", "higher")
 fig("machine.memcpy_hot_gbps", S5, "memcpy 6 MB hot", "GB/s", "higher")
+fig("big.c_copy.gbps", S5, "C copy hand-off of 1080p frames, touch reader", "GB/s", "higher")
 fig("machine.cacheline_rtt_ns", S5, "cache-line round trip core 0<->1", "ns", "lower")
 fig("machine.futex_p50_us", S5, "C futex hand-off one-way p50, other core", "us", "lower")
 fig("machine.futex_p99_us", S5, "C futex hand-off one-way p99, other core", "us", "lower")
