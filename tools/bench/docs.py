@@ -196,7 +196,12 @@ no verdicts). `--rerender JSON --docs` redraws this page from a saved run.
   reader takes the newest (or next) frame in place between two loads of the
   slot's sequence word (a seqlock), through memoryviews made once, with no
   allocation per frame of its own; the writer copies into a preallocated
-  slot view.  No wake-up, no reader tracking, x86-only memory ordering.
+  slot view.  Its blocking read (the latency scenario only) sleeps in
+  FUTEX_WAIT on the frame-number word through ctypes, and its writer then
+  calls FUTEX_WAKE after every frame (pure Python has no atomic
+  read-modify-write for a sleeper flag): the cheapest Python blocking read
+  we could write, the reference of the blocking target beside the C
+  hand-off.  No reader tracking, x86-only memory ordering.
 * **zmq**'s publish cost for large frames is only the hand-over to its I/O
   thread (`copy=False`); the copy through the socket happens there, so look
   at the frames the consumer received.

@@ -30,6 +30,10 @@ RATIO_TARGETS: List[Tuple[str, str, Term, Sequence[Term], str, float]] = [
     # unpinned, so it is no floor for them.
     ("block_vs_futex", "blocking p50 <= 1.3x C futex hand-off p50 (unpinned, as the peers run)",
      ("latency.block.p50_us", "shmx"), [("machine.futex_any_p50_us", "machine")], "<=", 1.3),
+    # The cheapest Python blocking read: the stdlib ring's FUTEX_WAIT
+    # through ctypes, woken after every frame (tools/bench_peers/stdlib_worker.py).
+    ("block_vs_ring", "blocking p50 <= 1.3x stdlib ring's futex wait p50 (the cheapest Python blocking read)",
+     ("latency.block.p50_us", "shmx"), [("latency.block.p50_us", "stdlib-shm")], "<=", 1.3),
     ("poll_p50_vs_ring", "busy-poll p50 <= 1.3x stdlib ring's p50",
      ("latency.poll.p50_us", "shmx"), [("latency.poll.p50_us", "stdlib-shm")], "<=", 1.3),
     ("poll_p99_vs_ring", "busy-poll p99 <= stdlib ring's p99",

@@ -9,8 +9,13 @@ Three variants (``cfg["variant"]``):
   then stores the frame number in the header; a reader takes the newest
   (or, for the rate scenario, the next) frame in place with two loads of
   the sequence word (before and after use), through views made once, with
-  no per-frame allocation of its own.  x86-64 only (see below); no
-  blocking wait exists for it.
+  no per-frame allocation of its own.  x86-64 only (see below).  Its
+  blocking wait (Linux) sleeps in FUTEX_WAIT on the header's frame-number
+  word through ctypes, and a producer whose consumers block wakes it
+  after every frame (pure Python has no atomic RMW for a sleeper flag,
+  and a flag without one can lose a wake-up).  So only the latency
+  scenario blocks on it; in the others its consumers poll (and yield, in
+  the scaling runs), which costs its producer nothing per frame.
 * ``pipe``: ``multiprocessing.Pipe(duplex=False)``, one per consumer (a pipe
   has one reader), ``send_bytes``/``recv_bytes`` (``recv_bytes_into`` a
   preallocated buffer for large frames).  Blocks the producer when full.
@@ -23,6 +28,7 @@ own lines (under a shared lock) on the same stdout.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -41,6 +47,26 @@ MAGIC = 0x474E4952434F4C52
 
 def _align(n, a=64):
     return (n + a - 1) // a * a
+
+
+# The futex(2) calls of the blocking ring (Linux x86-64: SYS_futex is 202).
+# Not FUTEX_PRIVATE_FLAG: the word is shared between processes.  ctypes
+# releases the GIL around the call.
+SYS_FUTEX, FUTEX_WAIT, FUTEX_WAKE = 202, 0, 1
+CAN_FUTEX = sys.platform.startswith("linux") and os.uname().machine == "x86_64"
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _futex():
+    libc = ctypes.CDLL(None, use_errno=True)
+    call = libc.syscall
+    call.restype = ctypes.c_long
+    call.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p,
+                     ctypes.c_void_p, ctypes.c_uint32]
+    return call
 
 
 # ------------------------------------------------------------ seqlock ring
@@ -93,11 +119,24 @@ class RingSender:
         self.send = send
         self.send_big = send
         self.info = {"mode": f"shared_memory seqlock ring ({slots} slots), copy into a preallocated slot view"}
+        self._word = None
+        if cfg.get("consumer_mode") == "block" and cfg["scenario"] == "latency" and CAN_FUTEX:
+            # The low half of the frame-number word is the futex word.
+            self._word = ctypes.c_uint32.from_buffer(buf, 8)
+            addr, futex = ctypes.addressof(self._word), _futex()
+
+            def send_wake(msg):
+                send(msg)
+                futex(SYS_FUTEX, addr, FUTEX_WAKE, 0x7FFFFFFF, None, None, 0)
+
+            self.send = send_wake
+            self.info = {"mode": self.info["mode"] + ", then FUTEX_WAKE (ctypes)"}
 
     def close(self):
         for v in self._views:
             v.release()
         self._words.release()
+        self._word = None  # a ctypes view of the buffer: gone before the close
         self._buf = None
         self.shm.close()
         self.shm.unlink()
@@ -105,8 +144,8 @@ class RingSender:
 
 class RingReceiver:
     can_poll = True
-    can_block = False
-    no_block_reason = "a plain seqlock ring has no wake-up (only polling)"
+    can_block = False  # set per run: True in the latency scenario on Linux x86-64
+    no_block_reason = "its futex wait is Linux x86-64 only"
 
     def __init__(self, cfg):
         try:
@@ -172,6 +211,27 @@ class RingReceiver:
         def release():
             return words[held_i] == held_seq  # the second load: unchanged, so the read was not torn
 
+        self._word = None
+        self.can_block = CAN_FUTEX and cfg["scenario"] == "latency"  # the producer wakes only there
+        if self.can_block:
+            self._word = ctypes.c_uint32.from_buffer(buf, 8)  # the frame-number word's low half
+            addr, futex, ts = ctypes.addressof(self._word), _futex(), _Timespec()
+            ts_ref = ctypes.byref(ts)
+
+            def wait(timeout):
+                f = poll_latest()
+                if f is not None:
+                    return f
+                ts.tv_sec = int(timeout)
+                ts.tv_nsec = int((timeout - int(timeout)) * 1e9)
+                # Sleeps only while the word still holds the last frame
+                # number seen (the kernel compares it under its lock).
+                futex(SYS_FUTEX, addr, FUTEX_WAIT, last & 0xFFFFFFFF, ts_ref, None, 0)
+                return poll_latest()
+
+            self.wait = wait
+            self.block_info = {"mode": "seqlock ring, FUTEX_WAIT (ctypes) on the frame number, newest frame"}
+
         in_order = cfg["scenario"] == "rate"
         self.poll = poll_next if in_order else poll_latest
         if in_order:
@@ -184,6 +244,7 @@ class RingReceiver:
         for v in self._views:
             v.release()
         self._words.release()
+        self._word = None
         self._buf = None
         self.shm.close()
 
